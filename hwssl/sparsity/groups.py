@@ -1,0 +1,154 @@
+"""Where SSL's groups live in a model, and how per-group strengths map onto them.
+
+Group types (Wen et al. 2016), on a conv weight W of shape (F, C, kh, kw),
+i.e. the lowered matrix of F rows and C*kh*kw columns:
+
+* ``filter``  – one row W[f]            (removes an output channel)
+* ``channel`` – the kh*kw columns W[:, c] (removes an input channel)
+* ``shape``   – one column W[:, c, i, j] (removes a filter-shape fibre)
+* ``depth``   – every weight of a residual branch (removes a block)
+
+Residual coupling: filters that feed a residual add (stems, the second conv of
+each block, shortcut convs) are *not* grouped, so stage widths never change.
+Filter and channel groups act only inside a block (conv1's filters = conv2's
+input channels), plus conv1's input channels, which are realised as a channel
+gather from the untouched residual stream. Shape groups apply to every 3x3+
+conv. The depth group of a block holds both conv weights and both BatchNorm
+affine parameters of the branch, so a zeroed branch outputs exactly zero.
+
+Strength keys are ``<type>`` (every site of that type), ``<type>.<stage>``
+(e.g. ``depth.stage2``) or ``<type>.<layer>`` (e.g. ``shape.conv1``,
+``filter.layer2.1.conv1``); the most specific key wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from torch import nn
+
+GROUP_TYPES = ("filter", "channel", "shape", "depth")
+
+
+@dataclass
+class ConvSite:
+    """A conv layer open to SSL and which of its group types may be removed."""
+
+    name: str
+    stage: str
+    conv: nn.Conv2d
+    types: tuple[str, ...]
+
+
+@dataclass
+class DepthSite:
+    """A residual block whose whole branch may be removed."""
+
+    name: str
+    stage: str
+    params: list[nn.Parameter] = field(default_factory=list)
+
+
+@dataclass
+class SSLSites:
+    convs: list[ConvSite]
+    blocks: list[DepthSite]
+
+    def scopes(self, group_type: str) -> tuple[list[str], list[str]]:
+        """(layer/block names, stage names) that a strength of this type may target."""
+        if group_type == "depth":
+            names = [b.name for b in self.blocks]
+            stages = sorted({b.stage for b in self.blocks})
+        else:
+            sites = [s for s in self.convs if group_type in s.types]
+            names = [s.name for s in sites]
+            stages = sorted({s.stage for s in sites if s.stage})
+        return names, stages
+
+
+class StrengthError(ValueError):
+    """A strength key or value that does not fit the model; ``key`` names the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+def ssl_sites(model: nn.Module) -> SSLSites:
+    """The SSL sites of a dense zoo model (built by :func:`hwssl.models.build_model`)."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise TypeError("ssl_sites needs a model built from a spec (hwssl.models.build_model)")
+    if spec["family"] == "plain":
+        convs = []
+        first = True
+        for layer in spec["layers"]:
+            if layer["kind"] != "conv":
+                continue
+            unit = getattr(model.body, layer["name"])
+            types = ("filter", "shape") if first else ("filter", "channel", "shape")
+            convs.append(ConvSite(layer["name"], "", unit.conv, types))
+            first = False
+        return SSLSites(convs, [])
+    if spec["family"] == "resnet":
+        convs = []
+        if spec["stem"]["kernel"] > 1:
+            convs.append(ConvSite("conv1", "stem", model.conv1, ("shape",)))
+        blocks = []
+        for s, layer in enumerate(model.stages):
+            stage = f"stage{s + 1}"
+            for b, block in enumerate(layer):
+                prefix = f"layer{s + 1}.{b}"
+                if not hasattr(block, "conv1"):
+                    continue  # already removed
+                convs.append(ConvSite(f"{prefix}.conv1", stage, block.conv1, ("filter", "channel", "shape")))
+                convs.append(ConvSite(f"{prefix}.conv2", stage, block.conv2, ("channel", "shape")))
+                params = [block.conv1.weight, block.conv2.weight, block.bn1.weight, block.bn1.bias,
+                          block.bn2.weight, block.bn2.bias]
+                blocks.append(DepthSite(prefix, stage, params))
+        return SSLSites(convs, blocks)
+    raise ValueError(f"unknown model family {spec['family']!r}")
+
+
+def parse_strength_key(key: str) -> tuple[str, str]:
+    group_type, _, scope = key.partition(".")
+    if group_type not in GROUP_TYPES:
+        raise StrengthError(key, f"unknown group type {group_type!r}; expected one of {list(GROUP_TYPES)}")
+    return group_type, scope
+
+
+def validate_strength_keys(sites: SSLSites, strengths: Mapping[str, float]) -> None:
+    for key, value in strengths.items():
+        group_type, scope = parse_strength_key(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value != value:
+            raise StrengthError(key, f"expected a non-negative number, got {value!r}")
+        names, stages = sites.scopes(group_type)
+        if not names and value > 0:
+            raise StrengthError(key, f"this model has no {group_type} groups")
+        if scope and scope not in names and scope not in stages:
+            raise StrengthError(key, f"unknown scope {scope!r} for {group_type} groups; expected one of "
+                                     f"{stages + names}")
+
+
+def resolve_strengths(sites: SSLSites, strengths: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """{type: {site name: lambda}} for every site with a non-zero strength (most specific key wins)."""
+    validate_strength_keys(sites, strengths)
+    out: dict[str, dict[str, float]] = {t: {} for t in GROUP_TYPES}
+
+    def pick(group_type: str, name: str, stage: str) -> float:
+        for key in (f"{group_type}.{name}", f"{group_type}.{stage}" if stage else None, group_type):
+            if key is not None and key in strengths:
+                return float(strengths[key])
+        return 0.0
+
+    for site in sites.convs:
+        for group_type in site.types:
+            lam = pick(group_type, site.name, site.stage)
+            if lam > 0:
+                out[group_type][site.name] = lam
+    for block in sites.blocks:
+        lam = pick("depth", block.name, block.stage)
+        if lam > 0:
+            out["depth"][block.name] = lam
+    return out
