@@ -1,0 +1,124 @@
+"""The ``hwssl`` command line. Thin: parse, load config, call one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from hwssl.config import ConfigError
+
+DEFAULT_SPACE = "search_spaces/lenet_mnist5k.toml"
+
+
+def _load_space(path: str, overrides: Sequence[str] = ()):
+    from hwssl.config.space import load_search_space
+    return load_search_space(path, list(overrides))
+
+
+def _load_profiles(paths: Sequence[str]):
+    if not paths:
+        return []
+    from hwssl.config.profile import load_profile
+    return [load_profile(p) for p in paths]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    space = _load_space(args.file)
+    print(f"ok: {args.file} ({space.model.name} on {space.data.name}, "
+          f"{len(space.strengths)} strengths, {len(space.search.strengths)} searched)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hwssl.evaluate import evaluate_candidate
+
+    space = _load_space(args.space, args.set)
+    profiles = _load_profiles(args.profile)
+    progress = None
+    if not args.json:
+        def progress(phase: str, i: int, n: int) -> None:
+            if i == n or i % 50 == 0:
+                print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+    result = evaluate_candidate(space, profiles=profiles, tune=not args.no_tune, per_layer=args.per_layer,
+                                save_dir=args.out, progress=progress)
+    if args.json:
+        if not args.with_arch:
+            result.pop("arch", None)
+        print(json.dumps(result, indent=1))
+    else:
+        print(_summary(result))
+    return 0
+
+
+def _summary(r: dict) -> str:
+    lines = [f"{r['model']} on {r['data']} with {r['strengths']}",
+             f"  accuracy  dense {r['accuracy_dense']:.4f} -> sparse {r['accuracy_sparse']:.4f} -> "
+             f"compacted+recovered {r['accuracy']:.4f} (val), test {r['accuracy_dense_test']:.4f} -> "
+             f"{r['accuracy_test']:.4f}",
+             f"  MACs      {r['flops_dense']:,} -> {r['flops']:,} ({r['flops_ratio']:.2f}x fewer)",
+             f"  params    {r['params_dense']:,} -> {r['params']:,}",
+             f"  layers    {r['conv_layers_dense']} -> {r['conv_layers']}; blocks removed: {r['blocks_removed']}",
+             f"  compaction max |diff| {r['max_abs_diff_compacted']:.2e}; SSL step overhead "
+             f"{r['ssl_step_overhead']:.2f}x"]
+    for name, kept in r["layers"].items():
+        d = kept["dense"]
+        lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "
+                     f"{kept['channels']:>4}/{d['channels']:<4} columns {kept['columns']:>5}/{d['columns']:<5}"
+                     f"{' lowered' if kept['lowered'] else ''}")
+    for prof, lat in r.get("latency_ms", {}).items():
+        dense = r["latency_ms_dense"][prof]
+        lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
+                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
+    return "\n".join(lines)
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from hwssl.config.profile import list_profiles
+    rows = list_profiles(args.dir)
+    for row in rows:
+        print("  ".join(str(v) for v in (row if isinstance(row, (list, tuple)) else row.values())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwssl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a search-space file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("evaluate", help="train, sparsify, compact and measure one strength setting")
+    p.add_argument("--space", default=DEFAULT_SPACE, help=f"search-space file (default {DEFAULT_SPACE})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a strength (filter.conv2=0.01) or a setting (train.ssl_epochs=2)")
+    p.add_argument("--profile", action="append", default=[], metavar="FILE", help="hardware profile to time on")
+    p.add_argument("--no-tune", action="store_true", help="time untuned TVM builds (labelled 'untuned')")
+    p.add_argument("--per-layer", action="store_true", help="add a per-layer latency breakdown")
+    p.add_argument("--out", help="save the compacted model (arch.json + weights.pt) here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--with-arch", action="store_true", help="include the full architecture spec in the JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("profiles", help="list hardware profiles and whether they can be timed here")
+    p.add_argument("--dir", default="hardware_profiles")
+    p.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

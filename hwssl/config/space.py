@@ -1,0 +1,283 @@
+"""Search-space files: model, data, training budget, SSL options and per-group strengths.
+
+Format (every key optional unless marked)::
+
+    name = "lenet_mnist5k"           # defaults to the file stem
+    description = "..."
+    seed = 0
+
+    [model]                          # required
+    name = "lenet"                   # required: lenet | convnet | resnet20 | resnet32 | resnet56 | resnet18
+    width = 1.0                      # channel multiplier
+
+    [data]                           # required
+    name = "mnist5k"                 # required: fashion-mnist | mnist5k | digits | cifar10
+    val_fraction = 0.1               # carved from train; the search objective
+    train_subset = 0                 # 0 = all
+    val_subset = 0
+    test_subset = 0
+    path = ""                        # cifar10 folder etc.
+
+    [train]                          # dense pretraining, SSL fine-tuning, recovery fine-tuning
+    batch_size = 64
+    dense_epochs = 10
+    dense_lr = 0.01
+    ssl_epochs = 5
+    ssl_lr = 0.001
+    recover_epochs = 2
+    recover_lr = 0.001
+    momentum = 0.9
+    weight_decay = 5e-4
+    threads = 1
+
+    [ssl]
+    mode = "proximal"                # proximal | subgradient
+    scale_by_group_size = false
+    zero_threshold = 1e-4
+
+    [compact]
+    min_shape_sparsity = 0.25
+    channel_round = 1
+
+    [strengths]                      # the strengths `hwssl evaluate` uses (overridden by --set)
+    "shape.conv1" = 0.003            # <type> | <type>.<stage> | <type>.<layer>
+
+    [search]                         # used by `hwssl search`
+    trials = 20
+    sampler = "nsga2"                # nsga2 | tpe | random
+    [search.strengths."shape.conv1"] # one searched dimension per key
+    low = 1e-4
+    high = 3e-2
+    log = true
+    zero_probability = 0.0           # chance the sampler switches this group type off
+    [search.constraints]
+    min_accuracy = 0.0
+    max_latency_ms = { x86_cpu = 5.0 }
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from hwssl.config._reader import ConfigError, TableReader, load_toml
+
+MODES = ("proximal", "subgradient")
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    val_fraction: float = 0.1
+    train_subset: int = 0
+    val_subset: int = 0
+    test_subset: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    dense_epochs: float = 10
+    dense_lr: float = 0.01
+    ssl_epochs: float = 5
+    ssl_lr: float = 0.001
+    recover_epochs: float = 2
+    recover_lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    mode: str = "proximal"
+    scale_by_group_size: bool = False
+    zero_threshold: float = 1e-4
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    min_shape_sparsity: float = 0.25
+    channel_round: int = 1
+
+
+@dataclass(frozen=True)
+class StrengthRange:
+    low: float
+    high: float
+    log: bool = True
+    zero_probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    trials: int = 20
+    sampler: str = "nsga2"
+    strengths: dict[str, StrengthRange] = field(default_factory=dict)
+    min_accuracy: float = 0.0
+    max_latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: str
+    name: str
+    description: str
+    seed: int
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    ssl: SSLConfig
+    compact: CompactConfig
+    strengths: dict[str, float]
+    search: SearchConfig
+
+    def with_strengths(self, strengths: Mapping[str, float]) -> "SearchSpace":
+        from dataclasses import replace
+        return replace(self, strengths=dict(strengths))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], path: str) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides: a strength key (``filter.conv2=0.01``) or a
+    ``section.key`` (``train.ssl_epochs=2``) of the file."""
+    from hwssl.sparsity.groups import GROUP_TYPES
+
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(path, item, "--set expects KEY=VALUE")
+        head = key.split(".", 1)[0]
+        if head in GROUP_TYPES:
+            raw.setdefault("strengths", {})[key] = _parse_value(value.strip())
+        elif "." in key and head in ("model", "data", "train", "ssl", "compact"):
+            raw.setdefault(head, {})[key.split(".", 1)[1]] = _parse_value(value.strip())
+        elif key in ("seed", "name", "description"):
+            raw[key] = _parse_value(value.strip())
+        else:
+            raise ConfigError(path, key, "--set key must be a strength (<type>[.<scope>], type one of "
+                                         f"{list(GROUP_TYPES)}) or <section>.<key> with section in "
+                                         "model, data, train, ssl, compact")
+    return raw
+
+
+def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
+    from hwssl.data import available_datasets, dataset_info
+    from hwssl.models import available_models
+
+    path = str(path)
+    top = TableReader(path, raw)
+    name = top.string("name", Path(path).stem)
+    description = top.string("description", "")
+    seed = top.integer("seed", 0, minimum=0)
+
+    m = top.sub("model", required=True)
+    model = ModelConfig(m.string("name", choices=available_models()), m.number("width", 1.0, positive=True))
+    m.finish()
+
+    d = top.sub("data", required=True)
+    data = DataConfig(
+        d.string("name", choices=available_datasets()),
+        d.number("val_fraction", 0.1, minimum=0.01, maximum=0.5),
+        d.integer("train_subset", 0, minimum=0), d.integer("val_subset", 0, minimum=0),
+        d.integer("test_subset", 0, minimum=0), d.string("path", ""))
+    d.finish()
+
+    t = top.sub("train")
+    train = TrainConfig(
+        batch_size=t.integer("batch_size", 64, minimum=1),
+        dense_epochs=t.number("dense_epochs", 10, minimum=0), dense_lr=t.number("dense_lr", 0.01, positive=True),
+        ssl_epochs=t.number("ssl_epochs", 5, minimum=0), ssl_lr=t.number("ssl_lr", 0.001, positive=True),
+        recover_epochs=t.number("recover_epochs", 2, minimum=0),
+        recover_lr=t.number("recover_lr", 0.001, positive=True),
+        momentum=t.number("momentum", 0.9, minimum=0, maximum=0.999),
+        weight_decay=t.number("weight_decay", 5e-4, minimum=0), threads=t.integer("threads", 1, minimum=1))
+    t.finish()
+
+    s = top.sub("ssl")
+    ssl = SSLConfig(s.string("mode", "proximal", choices=MODES), s.boolean("scale_by_group_size", False),
+                    s.number("zero_threshold", 1e-4, minimum=0))
+    s.finish()
+
+    c = top.sub("compact")
+    compact = CompactConfig(c.number("min_shape_sparsity", 0.25, minimum=0, maximum=1),
+                            c.integer("channel_round", 1, minimum=1))
+    c.finish()
+
+    st = top.sub("strengths")
+    strengths = {key: st.number(key, minimum=0) for key in list(st.table)}
+    st.finish()
+
+    se = top.sub("search")
+    ranges: dict[str, StrengthRange] = {}
+    sr = se.sub("strengths")
+    for key in list(sr.table):
+        r = sr.sub(key, required=True)
+        low = r.number("low", positive=True)
+        high = r.number("high", positive=True)
+        if high <= low:
+            raise r.error("high", f"expected a number > low ({low}), got {high}")
+        ranges[key] = StrengthRange(low, high, r.boolean("log", True),
+                                    r.number("zero_probability", 0.0, minimum=0, maximum=1))
+        r.finish()
+    sr.finish()
+    co = se.sub("constraints")
+    min_accuracy = co.number("min_accuracy", 0.0, minimum=0, maximum=1)
+    lat = co.sub("max_latency_ms")
+    max_latency = {k: lat.number(k, positive=True) for k in list(lat.table)}
+    lat.finish()
+    co.finish()
+    search = SearchConfig(se.integer("trials", 20, minimum=1), se.string("sampler", "nsga2", choices=SAMPLERS),
+                          ranges, min_accuracy, max_latency)
+    se.finish()
+    top.finish()
+
+    space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search)
+    _check_against_model(space, top)
+    return space
+
+
+def _check_against_model(space: SearchSpace, top: TableReader) -> None:
+    """Strength keys must name group types/scopes this model has (checked on the real model)."""
+    from hwssl.data import dataset_info
+    from hwssl.models import build_model, model_spec
+    from hwssl.sparsity.groups import StrengthError, ssl_sites, validate_strength_keys
+
+    info = dataset_info(space.data.name)
+    try:
+        spec = model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
+    except ValueError as exc:
+        raise ConfigError(space.path, "model.name", f"{exc} (data set {space.data.name} is "
+                                                    f"{info.in_channels}x{info.image_size[0]}x{info.image_size[1]})")
+    sites = ssl_sites(build_model(spec))
+    for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths)):
+        try:
+            validate_strength_keys(sites, {k: 1.0 if prefix == "search.strengths" else v for k, v in keys.items()})
+        except StrengthError as exc:
+            raise ConfigError(space.path, f"{prefix}.{exc.key}", str(exc)) from None
+
+
+def load_search_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:
+    """Load and validate a search-space file; ``overrides`` are ``KEY=VALUE`` strings."""
+    raw = load_toml(path)
+    if overrides:
+        raw = apply_overrides(raw, overrides, str(path))
+    return parse_search_space(raw, path)

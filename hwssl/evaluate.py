@@ -1,0 +1,154 @@
+"""One candidate, end to end: dense checkpoint (cached) -> SSL fine-tune with the given
+strengths -> compaction (verified) -> recovery fine-tune -> accuracy, cost and
+(optionally) latency on hardware profiles. Returns one JSON-serialisable dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from hwssl.cache import cache_root, file_lock, stable_hash
+from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count
+from hwssl.config.space import SearchSpace
+from hwssl.data import DataSplits, load_dataset
+from hwssl.models import build_model, model_spec
+from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats, ssl_sites
+from hwssl.train import accuracy, train_phase
+
+Progress = Callable[[str, int, int], None]
+
+COMPACTION_TOLERANCE = 1e-4  # per-trial guard; tests pin 1e-5 on random inputs
+
+
+def load_space_data(space: SearchSpace) -> DataSplits:
+    d = space.data
+    return load_dataset(d.name, val_fraction=d.val_fraction, train_subset=d.train_subset or None,
+                        val_subset=d.val_subset or None, test_subset=d.test_subset or None,
+                        seed=space.seed, path=d.path or None)
+
+
+def dense_spec(space: SearchSpace, splits: DataSplits) -> dict[str, Any]:
+    info = splits.info
+    return model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
+
+
+def dense_key(space: SearchSpace) -> str:
+    """Cache key of the dense checkpoint: everything that shapes dense training."""
+    t = space.train
+    return stable_hash({"model": dataclasses.asdict(space.model), "data": dataclasses.asdict(space.data),
+                        "seed": space.seed, "batch": t.batch_size, "epochs": t.dense_epochs, "lr": t.dense_lr,
+                        "momentum": t.momentum, "wd": t.weight_decay, "version": 1})
+
+
+def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress | None = None
+                     ) -> tuple[dict[str, Any], bool]:
+    """The trained dense model's state and metrics, trained once per space and cached on disk.
+    Concurrent workers wait on a file lock instead of training twice."""
+    path = cache_root() / "dense" / f"{space.model.name}-{space.data.name}-{dense_key(space)}.pt"
+    with file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            return torch.load(path, weights_only=True), True
+        model = build_model(dense_spec(space, splits))
+        t = space.train
+        result = train_phase(model, splits.train, phase="dense", epochs=t.dense_epochs, lr=t.dense_lr,
+                             batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                             seed=space.seed, threads=t.threads,
+                             on_step=(lambda i, n, _l: progress("dense", i, n)) if progress else None)
+        ckpt = {"state": model.state_dict(), "accuracy_val": accuracy(model, splits.val),
+                "accuracy_test": accuracy(model, splits.test), "train": result.to_dict()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(path)
+        return ckpt, False
+
+
+def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = None, *,
+                       profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
+                       per_layer: bool = False, save_dir: str | Path | None = None,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Train, sparsify, compact, fine-tune and measure one strength setting."""
+    strengths = dict(space.strengths if strengths is None else strengths)
+    wall: dict[str, float] = {}
+    t0 = time.perf_counter()
+    splits = load_space_data(space)
+    spec = dense_spec(space, splits)
+    ckpt, cached = dense_checkpoint(space, splits, progress)
+    wall["dense"] = 0.0 if cached else ckpt["train"]["wall_s"]
+
+    model = build_model(spec)
+    model.load_state_dict(ckpt["state"])
+    flops_dense, flops_dense_layers = count_macs(model, spec["input"])
+    params_dense = count_params(model)
+    sites = ssl_sites(model)
+    reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size, sites=sites)
+    t = space.train
+    ssl = train_phase(model, splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr, batch_size=t.batch_size,
+                      momentum=t.momentum, weight_decay=t.weight_decay, seed=space.seed + 1, regularizer=reg,
+                      mode=space.ssl.mode, zero_threshold=space.ssl.zero_threshold, threads=t.threads,
+                      on_step=(lambda i, n, _l: progress("ssl", i, n)) if progress else None)
+    wall["ssl"] = ssl.wall_s
+    stats = sparsity_stats(model, sites)
+    accuracy_sparse = accuracy(model, splits.val)
+
+    tc = time.perf_counter()
+    check = splits.val.tensors[0][:64]
+    compacted = compact_model(model, channel_round=space.compact.channel_round,
+                              min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
+                              tolerance=COMPACTION_TOLERANCE)
+    wall["compact"] = time.perf_counter() - tc
+    small = compacted.model
+    recover = train_phase(small, splits.train, phase="recover", epochs=t.recover_epochs, lr=t.recover_lr,
+                          batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                          seed=space.seed + 2, threads=t.threads,
+                          on_step=(lambda i, n, _l: progress("recover", i, n)) if progress else None)
+    wall["recover"] = recover.wall_s
+    flops, flops_layers = count_macs(small, spec["input"])
+    dense_summary = architecture_summary(spec)["layers"]
+    layers = {name: dict(kept, dense={k: dense_summary[name][k] for k in ("filters", "channels", "columns")})
+              for name, kept in compacted.summary["layers"].items()}
+
+    result: dict[str, Any] = {
+        "space": space.name, "model": space.model.name, "data": space.data.name, "strengths": strengths,
+        "ssl_mode": space.ssl.mode,
+        "accuracy_dense": ckpt["accuracy_val"], "accuracy_dense_test": ckpt["accuracy_test"],
+        "accuracy_sparse": accuracy_sparse,
+        "accuracy": accuracy(small, splits.val), "accuracy_test": accuracy(small, splits.test),
+        "flops_dense": flops_dense, "flops": flops, "flops_ratio": flops_dense / max(flops, 1),
+        "params_dense": params_dense, "params": count_params(small),
+        "flops_per_layer_dense": flops_dense_layers, "flops_per_layer": flops_layers,
+        "layers": layers, "blocks_removed": compacted.summary["blocks_removed"],
+        "conv_layers_dense": conv_layer_count(spec), "conv_layers": conv_layer_count(compacted.spec),
+        "sparsity": stats, "max_abs_diff_compacted": compacted.max_abs_diff,
+        "ssl_step_overhead": ssl.ssl_step_overhead,
+        "step_ms": {"plain": ssl.step_ms, "ssl": ssl.step_ms + ssl.ssl_ms,
+                    "dense_phase": ckpt["train"]["step_ms"]},
+        "dense_cached": cached, "split": splits.split_note,
+        "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
+    }
+    if profiles:
+        td = time.perf_counter()
+        from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
+        dense_model = build_model(spec)
+        dense_model.load_state_dict(ckpt["state"])
+        example = splits.val.tensors[0][:1]
+        result["latency_ms"], result["latency_ms_dense"] = {}, {}
+        for profile in profiles:
+            result["latency_ms"][profile.name] = measure_candidate(
+                small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
+                trials_per_task=trials_per_task, per_layer=per_layer)
+            result["latency_ms_dense"][profile.name] = measure_candidate(
+                dense_model.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
+                trials_per_task=trials_per_task, per_layer=False)
+        wall["deploy"] = time.perf_counter() - td
+    if save_dir is not None:
+        from hwssl.compact import save_compacted
+        save_compacted(small, save_dir)
+        result["saved_to"] = str(save_dir)
+    wall["total"] = time.perf_counter() - t0
+    result["wall_s"] = {k: round(v, 3) for k, v in wall.items()}
+    return result
