@@ -105,8 +105,11 @@ def train_phase(model: nn.Module, data: TensorDataset, *, phase: str, epochs: fl
                     regularizer.proximal_step(cur_lr)
                 regularizer.zero_small(zero_threshold)
             t4 = time.perf_counter()
-            plain_s += (t1 - t0) + (t3 - t2)
-            ssl_s += (t2 - t1) + (t4 - t3)
+            if use_reg:
+                plain_s += (t1 - t0) + (t3 - t2)
+                ssl_s += (t2 - t1) + (t4 - t3)
+            else:
+                plain_s += t4 - t0
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"{phase}: loss became {loss_value} at step {step} (lr {cur_lr:.3g})")

@@ -1,0 +1,97 @@
+"""Search-space files: the shipped ones load, bad ones fail with one error naming file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from hwssl.config import ConfigError, load_search_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.toml"))
+
+BASE = """
+[model]
+name = "lenet"
+[data]
+name = "mnist5k"
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_search_spaces_are_valid(path):
+    space = load_search_space(path)
+    assert space.search.strengths, "every shipped space searches at least one strength"
+
+
+def test_minimal_file_gets_documented_defaults(tmp_path):
+    space = load_search_space(_write(tmp_path, BASE))
+    assert space.name == "space"
+    assert space.ssl.mode == "proximal" and space.ssl.scale_by_group_size is False
+    assert space.train.threads == 1
+
+
+@pytest.mark.parametrize("extra, key, expected", [
+    ('[train]\nlerning_rate = 0.1\n', "train.lerning_rate", "unknown key"),
+    ('[train]\nbatch_size = "big"\n', "train.batch_size", "expected an integer"),
+    ('[train]\ndense_lr = -0.1\n', "train.dense_lr", "expected a positive number"),
+    ('[strengths]\n"filter.conv2" = -1.0\n', "strengths.filter.conv2", "expected a number >= 0"),
+    ('[strengths]\n"colour.conv2" = 1.0\n', "strengths.colour.conv2", "unknown group type"),
+    ('[strengths]\n"filter.conv9" = 1.0\n', "strengths.filter.conv9", "unknown scope"),
+    ('[strengths]\n"depth" = 1.0\n', "strengths.depth", "no depth groups"),
+    ('[search.strengths."shape.conv1"]\nlow = 0.1\nhigh = 0.01\n', "search.strengths.shape.conv1.high",
+     "expected a number > low"),
+    ('[ssl]\nmode = "proximl"\n', "ssl.mode", "did you mean 'proximal'"),
+    ('[search]\nsampler = "cmaes"\n', "search.sampler", "expected one of"),
+    ('colour = 3\n', "colour", "unknown key"),
+])
+def test_bad_value_names_file_and_key(tmp_path, extra, key, expected):
+    text = BASE + extra if not extra.startswith("colour") else extra + BASE
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_search_space(path)
+    assert err.value.key == key
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_unknown_model_and_data_set_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="model.name.*expected one of") as err:
+        load_search_space(_write(tmp_path, BASE.replace('"lenet"', '"vgg16"')))
+    assert err.value.key == "model.name"
+    with pytest.raises(ConfigError) as err:
+        load_search_space(_write(tmp_path, BASE.replace('"mnist5k"', '"imagenet"')))
+    assert err.value.key == "data.name"
+
+
+def test_model_too_large_for_input_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="too small") as err:
+        load_search_space(_write(tmp_path, BASE.replace('"mnist5k"', '"digits"')))
+    assert err.value.key == "model.name"
+
+
+def test_missing_section_and_file(tmp_path):
+    with pytest.raises(ConfigError, match="required key is missing") as err:
+        load_search_space(_write(tmp_path, '[model]\nname = "lenet"\n'))
+    assert err.value.key == "data"
+    with pytest.raises(ConfigError, match="file not found"):
+        load_search_space(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_search_space(_write(tmp_path, "[model\n"))
+
+
+def test_overrides_set_strengths_and_settings(tmp_path):
+    path = _write(tmp_path, BASE)
+    space = load_search_space(path, ["filter.conv2=0.3", "train.ssl_epochs=2", "ssl.mode=subgradient"])
+    assert space.strengths == {"filter.conv2": 0.3}
+    assert space.train.ssl_epochs == 2 and space.ssl.mode == "subgradient"
+    with pytest.raises(ConfigError) as err:
+        load_search_space(path, ["lambda=3"])
+    assert err.value.key == "lambda"
+    with pytest.raises(ConfigError) as err:
+        load_search_space(path, ["train.ssl_epochs=-2"])
+    assert err.value.key == "train.ssl_epochs"
