@@ -9,7 +9,11 @@ from typing import Sequence
 
 from hwssl.config import ConfigError
 
-DEFAULT_SPACE = "search_spaces/lenet_mnist5k.toml"
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPACE = str(_ROOT / "search_spaces" / "lenet_mnist5k.toml")
+DEFAULT_PROFILE = str(_ROOT / "hardware_profiles" / "x86_cpu.toml")
 
 
 def _load_space(path: str, overrides: Sequence[str] = ()):
@@ -74,6 +78,49 @@ def _summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from hwssl.results import pareto_frame, study_profiles
+    from hwssl.search import SearchError, SearchOptions, run_search
+
+    space = _load_space(args.space, args.set)
+    profiles = _load_profiles(args.profile if args.profile else ([] if args.no_profile else [DEFAULT_PROFILE]))
+    opts = SearchOptions(space=space, profiles=profiles, study_name=args.study, storage=args.storage,
+                         resume=args.resume, trials=args.trials, sampler=args.sampler, tune=not args.no_tune,
+                         trials_per_task=args.trials_per_task, artifacts=args.artifacts,
+                         heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                         quiet=args.quiet)
+    interrupted = False
+    try:
+        study = run_search(opts)
+    except SearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        interrupted = True
+        import optuna
+        study = optuna.load_study(study_name=opts.name, storage=opts.storage_url)
+    names = study_profiles(study) or [None]
+    for profile in names:
+        front = pareto_frame(study, profile)
+        title = f"Pareto-optimal trials (val accuracy vs {'latency on ' + profile if profile else 'MACs'})"
+        print(title)
+        print(_pareto_text(front, profile) if not front.empty else "  (no complete trials yet)")
+    print(f"study {opts.name!r} stored in {opts.storage_url}")
+    if interrupted:
+        print(f"interrupted: finished trials are saved; continue with the same command plus --resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _pareto_text(front, profile) -> str:
+    cols = ["trial", "accuracy", "accuracy_test", "macs_ratio"]
+    if profile:
+        cols += [f"tvm_ms:{profile}", f"torch_ms:{profile}", f"speedup:{profile}", f"tuned:{profile}"]
+    cols += [c for c in front.columns if c.startswith("λ ")]
+    return front[[c for c in cols if c in front.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from hwssl.config.profile import list_profiles
     rows = list_profiles(args.dir)
@@ -101,6 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--with-arch", action="store_true", help="include the full architecture spec in the JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("search", help="run (or resume) a multi-objective search and print its Pareto front")
+    p.add_argument("--space", default=DEFAULT_SPACE, help=f"search-space file (default {DEFAULT_SPACE})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--profile", action="append", default=[], metavar="FILE",
+                   help=f"hardware profile to optimise latency for (repeatable; default {DEFAULT_PROFILE})")
+    p.add_argument("--no-profile", action="store_true", help="optimise MACs instead of measured latency")
+    p.add_argument("--study", help="study name (default: <space name>-<profile names>)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; postgresql://... for "
+                                     "several machines; journal:PATH for a journal file)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study (also: join it as a worker)")
+    p.add_argument("--trials", type=int, help="number of complete trials the study should reach")
+    p.add_argument("--sampler", choices=["nsga2", "tpe", "random"])
+    p.add_argument("--no-tune", action="store_true", help="time untuned TVM builds (labelled 'untuned')")
+    p.add_argument("--trials-per-task", type=int, help="MetaSchedule trials per new workload in each trial")
+    p.add_argument("--artifacts", default="hwssl-artifacts", help="where compacted models of trials are kept")
+    p.add_argument("--heartbeat-interval", type=int, default=30, help=argparse.SUPPRESS)
+    p.add_argument("--grace-period", type=int, default=90, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("profiles", help="list hardware profiles and whether they can be timed here")
     p.add_argument("--dir", default="hardware_profiles")

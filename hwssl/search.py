@@ -1,0 +1,326 @@
+"""The search: an Optuna multi-objective study over per-group SSL strengths.
+
+Objectives: validation accuracy (maximise) and TVM latency on each timed
+profile (minimise); with no profile, MACs stand in for latency. Every trial
+stores the full result of :func:`hwssl.evaluate.evaluate_candidate` as the
+user attribute ``result`` (test accuracy is recorded for the report, never
+optimised). Storage is any Optuna URL: SQLite by default, PostgreSQL for many
+machines, ``journal:PATH`` for a journal file. Heartbeats fail the RUNNING
+trial of a killed worker and re-queue it (retry), so no finished trial is
+ever lost and no interrupted trial silently disappears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from hwssl.config.space import SearchSpace
+
+DEFAULT_STORAGE_FILE = "hwssl.db"
+OBJECTIVE_ACCURACY = "accuracy"
+
+
+class SearchError(RuntimeError):
+    """A search cannot start (study mismatch, untimable profile, ...); the message says what to do."""
+
+
+@dataclass
+class SearchOptions:
+    space: SearchSpace
+    profiles: Sequence[Any] = ()
+    study_name: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    trials: int | None = None            # target number of COMPLETE trials in the study
+    sampler: str | None = None
+    tune: bool = True
+    trials_per_task: int | None = None
+    artifacts: str = "hwssl-artifacts"
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    max_retry: int = 2
+    seed: int | None = None
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        if self.study_name:
+            return self.study_name
+        return "-".join([self.space.name, *[p.name for p in self.profiles]])
+
+    @property
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
+
+
+def objective_names(profiles: Sequence[Any]) -> list[str]:
+    if not profiles:
+        return [OBJECTIVE_ACCURACY, "macs"]
+    return [OBJECTIVE_ACCURACY] + [f"latency_ms:{p.name}" for p in profiles]
+
+
+def make_storage(url: str, opts: SearchOptions) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    # Workers started together race to create the schema; the loser sees an IntegrityError
+    # and simply connects again to the now-initialised database.
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                      max_retry=opts.max_retry), **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SearchError(f"unknown sampler {kind!r}; expected nsga2, tpe or random")
+
+
+def study_metadata(opts: SearchOptions) -> dict[str, Any]:
+    return {
+        "space_path": opts.space.path, "space_name": opts.space.name, "space_description": opts.space.description,
+        "model": opts.space.model.name, "data": opts.space.data.name,
+        "objectives": objective_names(opts.profiles),
+        "profiles": [{"name": p.name, "path": str(getattr(p, "path", "")), "target": str(getattr(p, "target", "")),
+                      "tuned": opts.tune} for p in opts.profiles],
+        "constraints": {"min_accuracy": opts.space.search.min_accuracy,
+                        "max_latency_ms": dict(opts.space.search.max_latency_ms)},
+        "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
+        "artifacts": str(Path(opts.artifacts).resolve()),
+    }
+
+
+def open_study(opts: SearchOptions) -> optuna.Study:
+    """Create the study, or load it with ``resume``; a resumed study must have the same objectives."""
+    storage = make_storage(opts.storage_url, opts)
+    names = objective_names(opts.profiles)
+    seed = opts.space.seed if opts.seed is None else opts.seed
+    sampler = make_sampler(opts.sampler or opts.space.search.sampler, seed)
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if opts.name in existing and not opts.resume:
+        raise SearchError(f"study {opts.name!r} already exists in {opts.storage_url}; add --resume to continue it "
+                          f"or choose another --study name")
+    study = optuna.create_study(storage=storage, study_name=opts.name, sampler=sampler, load_if_exists=True,
+                                directions=["maximize"] + ["minimize"] * (len(names) - 1))
+    if opts.name in existing:
+        stored = study.user_attrs.get("objectives")
+        if stored is not None and stored != names:
+            raise SearchError(f"study {opts.name!r} optimises {stored}, but this run asks for {names}; use the same "
+                              f"profiles or another --study name")
+    else:
+        for key, value in study_metadata(opts).items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def sample_strengths(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
+    """One strength per searched key (log-uniform by default); a key with a
+    ``zero_probability`` is first switched on or off by a categorical choice."""
+    strengths = dict(space.strengths)
+    for key, rng in space.search.strengths.items():
+        if rng.zero_probability > 0:
+            # a categorical whose choices encode the probability keeps the sampler's prior honest
+            n_off = max(1, round(10 * rng.zero_probability))
+            choices = ["off"] * n_off + ["on"] * max(1, 10 - n_off)
+            labels = [f"{c}{i}" for i, c in enumerate(choices)]
+            if trial.suggest_categorical(f"{key}:switch", labels).startswith("off"):
+                strengths[key] = 0.0
+                continue
+        strengths[key] = trial.suggest_float(key, rng.low, rng.high, log=rng.log)
+    return strengths
+
+
+def objective_values(result: dict[str, Any], profiles: Sequence[Any]) -> list[float]:
+    values = [float(result["accuracy"])]
+    if not profiles:
+        return values + [float(result["flops"])]
+    for p in profiles:
+        latency = result["latency_ms"][p.name]
+        if latency.get("tvm") is None:
+            raise RuntimeError(f"profile {p.name}: no latency ({latency.get('skipped', 'unknown reason')})")
+        values.append(float(latency["tvm"]))
+    return values
+
+
+def set_constraints(trial: optuna.Trial, result: dict[str, Any], space: SearchSpace) -> None:
+    c = space.search
+    if c.min_accuracy > 0:
+        trial.set_constraint("min_accuracy", c.min_accuracy - result["accuracy"])
+    for profile, limit in c.max_latency_ms.items():
+        latency = result.get("latency_ms", {}).get(profile, {}).get("tvm")
+        if latency is not None:
+            trial.set_constraint(f"max_latency_ms:{profile}", latency - limit)
+
+
+class Objective:
+    """Callable given to ``study.optimize``; records failures with their reason."""
+
+    def __init__(self, opts: SearchOptions, reporter: "Reporter") -> None:
+        self.opts = opts
+        self.reporter = reporter
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        from hwssl.evaluate import evaluate_candidate
+
+        space = self.opts.space
+        strengths = sample_strengths(trial, space)
+        trial.set_user_attr("strengths", strengths)
+        artifact = Path(self.opts.artifacts).resolve() / self.opts.name / f"trial-{trial.number:04d}"
+        self.reporter.trial_started(trial.number, strengths)
+        try:
+            result = evaluate_candidate(space, strengths, profiles=self.opts.profiles, tune=self.opts.tune,
+                                        trials_per_task=self.opts.trials_per_task, save_dir=artifact,
+                                        progress=self.reporter.phase)
+            values = objective_values(result, self.opts.profiles)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
+            self.reporter.trial_failed(trial.number, exc)
+            raise
+        trial.set_user_attr("result", result)
+        set_constraints(trial, result, space)
+        self.reporter.trial_finished(trial.number, result, values)
+        return values
+
+
+class Reporter:
+    """Progress bars (study + current trial) with ETA and one line per finished trial."""
+
+    def __init__(self, target: int, done: int, quiet: bool = False) -> None:
+        from tqdm import tqdm
+        self.quiet = quiet
+        enabled = not quiet and sys.stderr.isatty()
+        self._tqdm = tqdm
+        self.study_bar = tqdm(total=target, initial=done, desc="study", unit="trial", position=0,
+                              disable=not enabled, dynamic_ncols=True)
+        self.trial_bar = None
+        self.enabled = enabled
+        self._phase = None
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            self._tqdm.write(line, file=sys.stderr)
+
+    def trial_started(self, number: int, strengths: dict[str, float]) -> None:
+        self.say(f"[trial {number}] strengths " + ", ".join(f"{k}={v:.3g}" for k, v in strengths.items()))
+
+    def phase(self, phase: str, step: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._phase != phase or self.trial_bar is None:
+            if self.trial_bar is not None:
+                self.trial_bar.close()
+            self.trial_bar = self._tqdm(total=total, desc=f"  {phase}", unit="step", position=1, leave=False,
+                                        dynamic_ncols=True)
+            self._phase = phase
+        self.trial_bar.n = step
+        self.trial_bar.refresh()
+
+    def _end_trial(self) -> None:
+        if self.trial_bar is not None:
+            self.trial_bar.close()
+            self.trial_bar = None
+            self._phase = None
+
+    def trial_finished(self, number: int, result: dict[str, Any], values: list[float]) -> None:
+        self._end_trial()
+        self.study_bar.update(1)
+        lat = " ".join(f"{p}={v.get('tvm'):.3f}ms" for p, v in result.get("latency_ms", {}).items()
+                       if v.get("tvm") is not None)
+        self.say(f"[trial {number}] done in {result['wall_s']['total']:.0f}s: val acc {result['accuracy']:.4f} "
+                 f"(dense {result['accuracy_dense']:.4f}), MACs {result['flops_ratio']:.2f}x fewer"
+                 f"{', blocks removed ' + str(len(result['blocks_removed'])) if result['blocks_removed'] else ''}"
+                 f"{', ' + lat if lat else ''}")
+
+    def trial_failed(self, number: int, exc: BaseException) -> None:
+        self._end_trial()
+        self.say(f"[trial {number}] FAILED: {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self._end_trial()
+        self.study_bar.close()
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def check_profiles_timable(profiles: Sequence[Any]) -> None:
+    if not profiles:
+        return
+    from hwssl.config.profile import profile_availability
+    for p in profiles:
+        ok, reason = profile_availability(p)
+        if not ok:
+            raise SearchError(f"profile {getattr(p, 'path', p.name)} cannot be timed from this machine: {reason}. "
+                              f"Search on a profile that can (see `hwssl profiles`).")
+
+
+class StopRule:
+    """Stop when the study holds ``target`` complete trials, or when this worker has seen
+    ``max_failures`` failed trials (so a broken setup cannot loop forever)."""
+
+    def __init__(self, target: int, max_failures: int) -> None:
+        self.target = target
+        self.max_failures = max_failures
+        self.failures = 0
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.failures += 1
+        if len(complete_trials(study)) >= self.target or self.failures >= self.max_failures:
+            study.stop()
+
+
+def run_search(opts: SearchOptions) -> optuna.Study:
+    """Run trials until the study holds ``opts.trials`` complete ones (across all workers and resumes)."""
+    check_profiles_timable(opts.profiles)
+    study = open_study(opts)
+    target = opts.trials or opts.space.search.trials
+    done = len(complete_trials(study))
+    reporter = Reporter(target, done, opts.quiet)
+    reporter.say(f"study {opts.name!r} in {opts.storage_url}: {done}/{target} complete trials; objectives "
+                 f"{objective_names(opts.profiles)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if done < target:
+            study.optimize(Objective(opts, reporter), catch=(Exception,), gc_after_trial=True,
+                           callbacks=[StopRule(target, max_failures=max(3, target))])
+    finally:
+        reporter.close()
+    return study

@@ -1,0 +1,119 @@
+"""The search: a tiny real study, crash-and-resume with SIGKILL, and two concurrent workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hwssl.config import load_search_space
+from hwssl.results import pareto_frame, trials_frame
+from hwssl.search import SearchError, SearchOptions, run_search
+
+
+def _search_cmd(space, storage, study, *extra):
+    return [sys.executable, "-m", "hwssl.cli", "search", "--space", str(space), "--storage", storage,
+            "--study", study, "--no-profile", "--quiet", "--heartbeat-interval", "1", "--grace-period", "3", *extra]
+
+
+def test_tiny_study_stores_every_field_and_a_front(tiny_space_file, tmp_path):
+    space = load_search_space(tiny_space_file)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    opts = SearchOptions(space=space, storage=storage, study_name="tiny", trials=3, artifacts=str(tmp_path / "a"),
+                         quiet=True)
+    study = run_search(opts)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3
+    for trial in done:
+        result = trial.user_attrs["result"]
+        for key in ("accuracy", "accuracy_test", "flops", "flops_dense", "layers", "arch", "strengths",
+                    "max_abs_diff_compacted", "ssl_step_overhead", "wall_s"):
+            assert key in result
+        assert trial.values == [result["accuracy"], result["flops"]]
+        assert (tmp_path / "a" / "tiny" / f"trial-{trial.number:04d}" / "weights.pt").exists()
+    assert study.user_attrs["objectives"] == ["accuracy", "macs"]
+    front = pareto_frame(study)
+    assert 1 <= len(front) <= 3
+    assert len(trials_frame(study)) == 3
+
+    # a second run without --resume refuses to clobber the study; with resume it reaches the new target
+    with pytest.raises(SearchError, match="--resume"):
+        run_search(opts)
+    opts.resume, opts.trials = True, 4
+    assert len(run_search(opts).get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+def test_sigkilled_worker_loses_no_finished_trial_and_its_running_trial_is_retried(tiny_space_file, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'kill.db'}"
+    cmd = _search_cmd(tiny_space_file, storage, "kill", "--trials", "3", "--set", "train.ssl_epochs=6",
+                      "--artifacts", str(tmp_path / "a"))
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        before = None
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                study = optuna.load_study(study_name="kill", storage=storage)
+            except KeyError:
+                continue
+            trials = study.get_trials()
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if complete and running:
+                before = {t.number: (t.values, t.user_attrs["result"]["accuracy"]) for t in complete}
+                killed = running[0].number
+                killed_params = running[0].params
+                break
+        assert before is not None, "never saw a complete and a running trial"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
+    resumed = subprocess.run(cmd + ["--resume"], env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="kill", storage=storage)
+    by_number = {t.number: t for t in study.get_trials()}
+    for number, (values, acc) in before.items():
+        assert by_number[number].state == TrialState.COMPLETE
+        assert by_number[number].values == values and by_number[number].user_attrs["result"]["accuracy"] == acc
+    assert by_number[killed].state == TrialState.FAIL
+    retried = [t for t in by_number.values() if t.system_attrs.get("failed_trial") == by_number[killed]._trial_id
+               or t.system_attrs.get("retry_history")]
+    assert retried and retried[0].params == killed_params and retried[0].state == TrialState.COMPLETE
+    assert len([t for t in by_number.values() if t.state == TrialState.COMPLETE]) == 3
+
+
+def test_two_workers_share_one_study_without_collisions(tiny_space_file, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'two.db'}"
+    cmd = _search_cmd(tiny_space_file, storage, "two", "--trials", "4", "--resume",
+                      "--artifacts", str(tmp_path / "a"))
+    workers = [subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err.decode()[-2000:]
+    study = optuna.load_study(study_name="two", storage=storage)
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) >= 4
+    assert all("result" in t.user_attrs for t in complete)
+
+
+@pytest.mark.skipif(not os.environ.get("HWSSL_TEST_POSTGRES_URL"),
+                    reason="set HWSSL_TEST_POSTGRES_URL (postgresql://...) to run against a real PostgreSQL")
+def test_postgresql_storage_runs_a_study(tiny_space_file, tmp_path):
+    space = load_search_space(tiny_space_file)
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    opts = SearchOptions(space=space, storage=os.environ["HWSSL_TEST_POSTGRES_URL"], study_name=name, trials=2,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    study = run_search(opts)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
