@@ -97,7 +97,9 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
 
     tc = time.perf_counter()
     check = splits.val.tensors[0][:64]
-    compacted = compact_model(model, channel_round=space.compact.channel_round,
+    # kept widths are rounded to the coarsest multiple any target profile asks for
+    channel_round = max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
+    compacted = compact_model(model, channel_round=channel_round,
                               min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
                               tolerance=COMPACTION_TOLERANCE)
     wall["compact"] = time.perf_counter() - tc
@@ -127,7 +129,7 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
         "ssl_step_overhead": ssl.ssl_step_overhead,
         "step_ms": {"plain": ssl.step_ms, "ssl": ssl.step_ms + ssl.ssl_ms,
                     "dense_phase": ckpt["train"]["step_ms"]},
-        "dense_cached": cached, "split": splits.split_note,
+        "dense_cached": cached, "split": splits.split_note, "channel_round": channel_round,
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
     if profiles:
