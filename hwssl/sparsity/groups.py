@@ -126,7 +126,7 @@ def validate_strength_keys(sites: SSLSites, strengths: Mapping[str, float]) -> N
         names, stages = sites.scopes(group_type)
         if not names and value > 0:
             raise StrengthError(key, f"this model has no {group_type} groups")
-        if scope and scope not in names and scope not in stages:
+        if key != group_type and scope not in names and scope not in stages:  # "filter." too
             raise StrengthError(key, f"unknown scope {scope!r} for {group_type} groups; expected one of "
                                      f"{stages + names}")
 

@@ -1,0 +1,323 @@
+"""SSL's group-Lasso regulariser: penalty, gradient at zero, proximal step, group-size scaling,
+zero_small, and a tiny SSL run that reaches exact structured zeros and compacts exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwssl.compact import compact_model
+from hwssl.models import build_model, model_spec
+from hwssl.sparsity import GroupLasso, count_macs, sparsity_stats, ssl_sites
+
+
+def tiny_lenet(seed: int = 0) -> nn.Module:
+    """LeNet at width 0.1: conv1 2 filters of 1x5x5, conv2 5 filters of 2x5x5."""
+    torch.manual_seed(seed)
+    model = build_model(model_spec("lenet", 1, (16, 16), 10, width=0.1))
+    assert tuple(model.body.conv2.conv.weight.shape) == (5, 2, 5, 5)
+    return model
+
+
+def tiny_resnet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(model_spec("resnet20", 3, (16, 16), 10, width=0.25))
+
+
+def hand_group_norms(w: torch.Tensor, group_type: str) -> list[float]:
+    """Group norms by explicit loops over the lowered matrix (rows = filters, columns = (c, i, j))."""
+    f, c, kh, kw = w.shape
+    if group_type == "filter":
+        return [math.sqrt(sum(float(w[a, b, i, j]) ** 2 for b in range(c) for i in range(kh) for j in range(kw)))
+                for a in range(f)]
+    if group_type == "channel":
+        return [math.sqrt(sum(float(w[a, b, i, j]) ** 2 for a in range(f) for i in range(kh) for j in range(kw)))
+                for b in range(c)]
+    return [math.sqrt(sum(float(w[a, b, i, j]) ** 2 for a in range(f)))
+            for b in range(c) for i in range(kh) for j in range(kw)]
+
+
+# --------------------------------------------------------------------------- penalty
+def test_penalty_of_hand_set_weights() -> None:
+    model = tiny_lenet()
+    with torch.no_grad():
+        w1 = model.body.conv1.conv.weight
+        w1[0] = 0.5                      # filter norm sqrt(25 * 0.25) = 2.5
+        w1[1] = 0.0                      # an all-zero filter contributes nothing
+    reg = GroupLasso(model, {"filter.conv1": 0.1, "shape.conv1": 0.01})
+    # filters: 0.1 * (2.5 + 0); shape columns: 25 columns of norm sqrt(0.5^2 + 0^2) = 0.5
+    assert float(reg.penalty().detach()) == pytest.approx(0.1 * 2.5 + 0.01 * 25 * 0.5, abs=1e-9)
+
+
+def test_penalty_equals_hand_computed_group_lasso_on_every_type() -> None:
+    model = tiny_lenet(1)
+    with torch.no_grad():
+        model.body.conv2.conv.weight[3] = 0          # a zero filter
+        model.body.conv2.conv.weight[:, :, 0, 0] = 0  # zero shape columns
+    strengths = {"filter.conv1": 0.05, "shape.conv1": 0.02,
+                 "filter.conv2": 0.3, "channel.conv2": 0.2, "shape.conv2": 0.1}
+    reg = GroupLasso(model, strengths)
+    w1 = model.body.conv1.conv.weight.detach()
+    w2 = model.body.conv2.conv.weight.detach()
+    expected = (0.05 * sum(hand_group_norms(w1, "filter")) + 0.02 * sum(hand_group_norms(w1, "shape"))
+                + 0.3 * sum(hand_group_norms(w2, "filter")) + 0.2 * sum(hand_group_norms(w2, "channel"))
+                + 0.1 * sum(hand_group_norms(w2, "shape")))
+    assert float(reg.penalty().detach()) == pytest.approx(expected, rel=1e-6)
+    assert reg.active
+
+
+def test_depth_penalty_is_the_norm_of_the_whole_branch() -> None:
+    model = tiny_resnet()
+    with torch.no_grad():
+        for p in (model.layer2[1].bn1.weight, model.layer2[1].bn2.bias):
+            p.uniform_(-1, 1)
+    reg = GroupLasso(model, {"depth.layer2.1": 0.7})
+    b = model.layer2[1]
+    tensors = [b.conv1.weight, b.conv2.weight, b.bn1.weight, b.bn1.bias, b.bn2.weight, b.bn2.bias]
+    expected = 0.7 * math.sqrt(sum(float(t.detach().pow(2).sum()) for t in tensors))
+    assert float(reg.penalty().detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_inactive_regulariser_has_zero_penalty() -> None:
+    reg = GroupLasso(tiny_lenet(), {})
+    assert not reg.active
+    assert float(reg.penalty().detach()) == 0.0
+
+
+# --------------------------------------------------------------------------- gradient
+def test_gradient_at_an_exactly_zero_group_is_zero_not_nan() -> None:
+    model = tiny_lenet()
+    with torch.no_grad():
+        w1 = model.body.conv1.conv.weight
+        w1[0] = 0.5
+        w1[1] = 0.0
+    reg = GroupLasso(model, {"filter.conv1": 0.1, "shape.conv1": 0.01})
+    reg.penalty().backward()
+    grad = model.body.conv1.conv.weight.grad
+    assert bool(torch.isfinite(grad).all())
+    assert torch.equal(grad[1], torch.zeros_like(grad[1]))
+    # elsewhere d(lambda ||w_g||)/dw = lambda w / ||w_g||: 0.1 * 0.5/2.5 + 0.01 * 0.5/0.5
+    torch.testing.assert_close(grad[0], torch.full_like(grad[0], 0.03), atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("group_type", ["filter", "channel", "shape"])
+def test_entirely_zero_conv_has_finite_zero_gradient(group_type: str) -> None:
+    model = tiny_lenet()
+    with torch.no_grad():
+        model.body.conv2.conv.weight.zero_()
+    GroupLasso(model, {f"{group_type}.conv2": 1.0}).penalty().backward()
+    assert torch.equal(model.body.conv2.conv.weight.grad, torch.zeros(5, 2, 5, 5))
+
+
+def test_gradient_at_a_zero_depth_group_is_zero() -> None:
+    model = tiny_resnet()
+    site = next(b for b in ssl_sites(model).blocks if b.name == "layer1.0")
+    with torch.no_grad():
+        for p in site.params:
+            p.zero_()
+    reg = GroupLasso(model, {"depth": 0.5})
+    reg.penalty().backward()
+    for p in site.params:
+        assert torch.equal(p.grad, torch.zeros_like(p))
+    live = model.layer1[1].conv1.weight
+    assert bool(torch.isfinite(live.grad).all()) and float(live.grad.abs().sum()) > 0
+
+
+# --------------------------------------------------------------------------- proximal step
+@torch.no_grad()
+def _set_group_norms(w: torch.Tensor, group_type: str, norms: list[float]) -> None:
+    """Rescale each group of ``w`` to the given norm."""
+    current = torch.tensor(hand_group_norms(w, group_type))
+    scale = torch.tensor(norms) / current
+    if group_type == "filter":
+        w.mul_(scale.view(-1, 1, 1, 1))
+    elif group_type == "channel":
+        w.mul_(scale.view(1, -1, 1, 1))
+    else:
+        w.mul_(scale.view(1, *w.shape[1:]))
+
+
+@pytest.mark.parametrize(("group_type", "norms"), [
+    ("filter", [0.05, 0.5, 1.0, 2.0, 0.099]),
+    ("channel", [0.03, 0.4]),
+    ("shape", [0.01 + 0.02 * k for k in range(50)]),
+])
+def test_proximal_step_zeroes_small_groups_and_shrinks_the_rest_exactly(group_type: str, norms: list) -> None:
+    model = tiny_lenet(2)
+    w = model.body.conv2.conv.weight
+    _set_group_norms(w, group_type, norms)
+    before = w.detach().clone()
+    others = {k: v.clone() for k, v in model.state_dict().items() if k != "body.conv2.conv.weight"}
+    lam, lr = 0.5, 0.2                     # threshold lr * lambda = 0.1
+    GroupLasso(model, {f"{group_type}.conv2": lam}).proximal_step(lr)
+
+    after_norms = hand_group_norms(w.detach(), group_type)
+    for k, norm in enumerate(norms):
+        if norm < lr * lam:
+            assert after_norms[k] == 0.0, (k, norm)
+        else:
+            assert after_norms[k] == pytest.approx(norm - lr * lam, rel=1e-5, abs=1e-7)
+    # each surviving group keeps its direction: w_g <- w_g * (1 - lr*lambda/||w_g||)
+    factor = torch.tensor([max(0.0, 1 - lr * lam / n) for n in norms])
+    if group_type == "filter":
+        expected = before * factor.view(-1, 1, 1, 1)
+    elif group_type == "channel":
+        expected = before * factor.view(1, -1, 1, 1)
+    else:
+        expected = before * factor.view(1, 2, 5, 5)
+    torch.testing.assert_close(w.detach(), expected, atol=1e-7, rtol=1e-6)
+    assert any(n < lr * lam for n in norms) and any(n > lr * lam for n in norms)
+    # unregularised tensors are untouched
+    for k, v in model.state_dict().items():
+        if k in others:
+            assert torch.equal(v, others[k]), k
+
+
+def test_proximal_step_on_depth_groups() -> None:
+    model = tiny_resnet()
+    sites = {b.name: b for b in ssl_sites(model).blocks}
+    with torch.no_grad():
+        for name, norm in (("layer1.0", 0.05), ("layer1.1", 3.0)):
+            params = sites[name].params
+            current = math.sqrt(sum(float(p.pow(2).sum()) for p in params))
+            for p in params:
+                p.mul_(norm / current)
+    before = [p.detach().clone() for p in sites["layer1.1"].params]
+    GroupLasso(model, {"depth.layer1.0": 1.0, "depth.layer1.1": 1.0}).proximal_step(0.1)
+    assert all(bool((p == 0).all()) for p in sites["layer1.0"].params)
+    for p, b in zip(sites["layer1.1"].params, before):
+        torch.testing.assert_close(p.detach(), b * (1 - 0.1 / 3.0), atol=1e-7, rtol=1e-6)
+
+
+def test_proximal_step_keeps_exact_zeros_exact() -> None:
+    model = tiny_lenet()
+    with torch.no_grad():
+        model.body.conv2.conv.weight[1] = 0
+    GroupLasso(model, {"filter": 0.01, "channel": 0.01, "shape": 0.01}).proximal_step(0.1)
+    w = model.body.conv2.conv.weight
+    assert bool(torch.isfinite(w).all()) and bool((w[1] == 0).all())
+
+
+# --------------------------------------------------------------------------- group-size scaling
+@pytest.mark.parametrize(("group_type", "size"), [("filter", 2 * 25), ("channel", 5 * 25), ("shape", 5)])
+def test_scale_by_group_size_multiplies_by_sqrt_of_group_size(group_type: str, size: int) -> None:
+    model = tiny_lenet(3)
+    plain = GroupLasso(model, {f"{group_type}.conv2": 0.1})
+    scaled = GroupLasso(model, {f"{group_type}.conv2": 0.1}, scale_by_group_size=True)
+    expected = math.sqrt(size) * float(plain.penalty().detach())
+    assert float(scaled.penalty().detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_scale_by_group_size_for_depth_counts_every_branch_parameter() -> None:
+    model = tiny_resnet()
+    block = model.layer3[0]
+    size = sum(p.numel() for p in (block.conv1.weight, block.conv2.weight, block.bn1.weight, block.bn1.bias,
+                                   block.bn2.weight, block.bn2.bias))
+    plain = GroupLasso(model, {"depth.layer3.0": 0.1})
+    scaled = GroupLasso(model, {"depth.layer3.0": 0.1}, scale_by_group_size=True)
+    expected = math.sqrt(size) * float(plain.penalty().detach())
+    assert float(scaled.penalty().detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_scale_by_group_size_scales_the_proximal_threshold_too() -> None:
+    model = tiny_lenet(4)
+    w = model.body.conv2.conv.weight
+    size = 2 * 25
+    thr = 0.1 * 0.01 * math.sqrt(size)               # lr * lambda * sqrt(|g|)
+    _set_group_norms(w, "filter", [thr * 0.9, thr * 1.1, thr * 3, thr * 0.5, thr * 10])
+    GroupLasso(model, {"filter.conv2": 0.01}, scale_by_group_size=True).proximal_step(0.1)
+    norms = hand_group_norms(w.detach(), "filter")
+    assert norms[0] == 0.0 and norms[3] == 0.0
+    assert norms[1] == pytest.approx(thr * 0.1, rel=1e-4)
+    assert norms[4] == pytest.approx(thr * 9, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- zero_small
+def test_zero_small_zeroes_tiny_weights_of_regularised_tensors() -> None:
+    model = tiny_lenet()
+    w = model.body.conv2.conv.weight
+    with torch.no_grad():
+        w[0, 0, 0, 0] = 5e-5
+        w[0, 0, 0, 1] = -9e-5
+        w[0, 0, 0, 2] = 1e-4            # not below the threshold
+        w[0, 0, 0, 3] = -2e-4
+    before = w.detach().clone()
+    reg = GroupLasso(model, {"filter.conv2": 1e-3})
+    reg.zero_small(0.0)                 # a non-positive threshold is a no-op
+    assert torch.equal(w.detach(), before)
+    reg.zero_small()                    # Caffe SSL's default, 1e-4
+    small = before.abs() < 1e-4
+    assert bool((w.detach()[small] == 0).all())
+    assert torch.equal(w.detach()[~small], before[~small])
+    assert float(w[0, 0, 0, 2].detach()) == pytest.approx(1e-4)
+    assert float(w[0, 0, 0, 3].detach()) == pytest.approx(-2e-4)
+
+
+def test_zero_small_reaches_the_whole_depth_group() -> None:
+    model = tiny_resnet()
+    with torch.no_grad():
+        model.layer1[0].bn2.bias[0] = 1e-6
+        model.layer1[0].conv2.weight[0, 0, 0, 0] = -1e-6
+    GroupLasso(model, {"depth.layer1.0": 1e-3}).zero_small(1e-4)
+    assert float(model.layer1[0].bn2.bias[0].detach()) == 0.0
+    assert float(model.layer1[0].conv2.weight[0, 0, 0, 0].detach()) == 0.0
+
+
+# --------------------------------------------------------------------------- a tiny SSL run
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread, and the suite shares two cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_tiny_ssl_run_reaches_exact_filter_zeros_and_compacts_exactly(one_thread) -> None:
+    from hwssl.data import load_dataset
+
+    data = load_dataset("digits")        # real 8x8 digits, upsampled: LeNet needs at least 16x16
+
+    def upsample(ds):
+        x, y = ds.tensors
+        return F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False), y
+
+    x_train, y_train = upsample(data.train)
+    x_val, y_val = upsample(data.val)
+    torch.manual_seed(0)
+    model = build_model(model_spec("lenet", 1, (16, 16), 10, width=0.5))
+    dense_macs, _ = count_macs(model, (1, 16, 16))
+    lr = 0.05
+    reg = GroupLasso(model, {"filter": 0.3})
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        idx = torch.randint(len(x_train), (64,), generator=gen)
+        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        reg.proximal_step(lr)            # group soft-thresholding: exact zeros, not just small ones
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(x_val).argmax(1) == y_val).float().mean())
+    assert accuracy > 0.8                # it learnt something ...
+
+    stats = sparsity_stats(model)
+    zero_filters = {name: layer["filter"]["zero"] for name, layer in stats["layers"].items()}
+    assert zero_filters["conv1"] >= 2 and zero_filters["conv2"] >= 1       # ... with structured zeros
+    assert zero_filters["conv1"] < 10 and zero_filters["conv2"] < 25
+
+    result = compact_model(model, check_inputs=x_val)
+    with torch.no_grad():
+        scale = float(model(x_val).abs().max())
+    assert result.max_abs_diff <= 1e-5 * max(1.0, scale)
+    assert result.summary["layers"]["conv1"]["filters"] == 10 - zero_filters["conv1"]
+    assert count_macs(result.model, (1, 16, 16))[0] < dense_macs
+    with torch.no_grad():
+        compact_accuracy = float((result.model(x_val).argmax(1) == y_val).float().mean())
+    assert compact_accuracy == accuracy
