@@ -121,7 +121,7 @@ def parse_strength_key(key: str) -> tuple[str, str]:
 def validate_strength_keys(sites: SSLSites, strengths: Mapping[str, float]) -> None:
     for key, value in strengths.items():
         group_type, scope = parse_strength_key(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value != value:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (0 <= value < float("inf")):
             raise StrengthError(key, f"expected a non-negative number, got {value!r}")
         names, stages = sites.scopes(group_type)
         if not names and value > 0:
