@@ -41,7 +41,7 @@ def dense_key(space: SearchSpace) -> str:
     t = space.train
     return stable_hash({"model": dataclasses.asdict(space.model), "data": dataclasses.asdict(space.data),
                         "seed": space.seed, "batch": t.batch_size, "epochs": t.dense_epochs, "lr": t.dense_lr,
-                        "momentum": t.momentum, "wd": t.weight_decay, "version": 1})
+                        "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
 
 
 def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress | None = None
@@ -52,6 +52,7 @@ def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress 
     with file_lock(path.with_suffix(".lock")):
         if path.exists():
             return torch.load(path, weights_only=True), True
+        torch.manual_seed(space.seed)  # weight initialisation is part of what the key pins down
         model = build_model(dense_spec(space, splits))
         t = space.train
         result = train_phase(model, splits.train, phase="dense", epochs=t.dense_epochs, lr=t.dense_lr,
