@@ -106,6 +106,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(title)
         print(_pareto_text(front, profile) if not front.empty else "  (no complete trials yet)")
     print(f"study {opts.name!r} stored in {opts.storage_url}")
+    if not args.no_report:
+        _report_after_search(study, opts.storage_url)
     if interrupted:
         print(f"interrupted: finished trials are saved; continue with the same command plus --resume",
               file=sys.stderr)
@@ -119,6 +121,65 @@ def _pareto_text(front, profile) -> str:
         cols += [f"tvm_ms:{profile}", f"torch_ms:{profile}", f"speedup:{profile}", f"tuned:{profile}"]
     cols += [c for c in front.columns if c.startswith("λ ")]
     return front[[c for c in cols if c in front.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _report_after_search(study, storage_url: str) -> None:
+    """Build reports/<study>/report.html; a failing report never fails the search."""
+    try:
+        from hwssl.report import build_report, default_out_dir
+        path = build_report(study, default_out_dir(study.study_name), storage_url)
+    except Exception as exc:  # the trials are saved either way; say how to retry
+        print(f"warning: report not written ({type(exc).__name__}: {exc}); retry with `hwssl report "
+              f"--study ... --storage ...`", file=sys.stderr)
+        return
+    print(f"report: {path}")
+
+
+def _default_storage() -> str:
+    from hwssl.search import DEFAULT_STORAGE_FILE
+    return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hwssl.report import StudyNotFound, build_report, default_out_dir, load_study
+
+    storage = args.storage or _default_storage()
+    try:
+        study = load_study(args.study, storage)
+    except StudyNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = build_report(study, args.out or default_out_dir(args.study), storage)
+    print(f"report: {path}")
+    print(f"trials: {path.parent / 'trials.csv'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hwssl.export import ExportError, export_trial
+    from hwssl.report import StudyNotFound, load_study
+
+    storage = args.storage or _default_storage()
+    try:
+        study = load_study(args.study, storage)
+        done = export_trial(study, args.trial, args.out, profile=args.profile, storage=storage,
+                            space_path=args.space)
+    except (StudyNotFound, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    c = done.config
+    print(f"exported trial {c['trial']} of {c['study']!r} to {done.directory}")
+    print(f"  model    arch.json + weights.pt (test accuracy {c['accuracy']['test']:.4f}, reproduced "
+          f"{c['accuracy']['test_reproduced']:.4f})")
+    if done.library is not None:
+        lib = c["library"]
+        diff = lib.get("max_abs_diff_vs_pytorch")
+        print(f"  library  {done.library.name} for {c['profile']['name']} ({'tuned' if lib['tuned'] else 'UNTUNED'}; "
+              f"{'max |TVM - PyTorch| %.2e' % diff if diff is not None else lib.get('not_checked', '')})")
+    print("  config   deploy.json")
+    for w in done.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -167,7 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval", type=int, default=30, help=argparse.SUPPRESS)
     p.add_argument("--grace-period", type=int, default=90, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("report", help="write the HTML report (and trials.csv) of a study")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; journal:PATH for a journal)")
+    p.add_argument("--out", help="output folder (default reports/<study>)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a trial: PyTorch model, TVM library for a profile, deploy.json")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; journal:PATH for a journal)")
+    p.add_argument("--trial", type=int, required=True, help="trial number (see the report)")
+    p.add_argument("--profile", help="profile name from the study, or a profile file; omit for no TVM library")
+    p.add_argument("--space", help="search-space file the study used (default: the path the study recorded)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("profiles", help="list hardware profiles and whether they can be timed here")
     p.add_argument("--dir", default="hardware_profiles")

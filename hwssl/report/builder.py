@@ -1,0 +1,69 @@
+"""Render a study into ``<out>/report.html`` (one self-contained file) and ``<out>/trials.csv``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+import jinja2
+import optuna
+
+import hwssl
+from hwssl.report import fmt, plots
+from hwssl.report.collect import ReportData, collect, safe_dir_name
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt.FILTERS)
+    return env
+
+
+def draw(data: ReportData) -> str:
+    """Attach every figure to ``data``; returns the hypervolume figure ('' when there is nothing to draw)."""
+    for front in data.fronts:
+        front.svg = plots.front_svg(front)
+    if data.ranks is not None:
+        optimal = {n for f in data.fronts for n in f.front}
+        data.ranks.svg = plots.rank_svg(data.ranks, optimal)
+    for cand in data.candidates:
+        if cand.layers or cand.blocks_removed:
+            cand.svg = plots.sparsity_svg(cand)
+    return plots.hypervolume_svg(data.fronts) if any(f.hv for f in data.fronts) else ""
+
+
+def render(data: ReportData, hv_svg: str = "") -> str:
+    """The report's HTML text (every study-supplied string is escaped)."""
+    generated = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return _environment().get_template("report.html.j2").render(d=data, hv_svg=hv_svg, generated=generated,
+                                                                  version=hwssl.__version__)
+
+
+def build_report(study: optuna.Study, out_dir: str | Path, storage_url: str) -> Path:
+    """Write ``report.html`` and ``trials.csv`` for ``study`` into ``out_dir``; returns the HTML path.
+
+    ``storage_url`` is only printed (password hidden) in the export commands of the report.
+    """
+    data = collect(study, storage_url)
+    hv_svg = draw(data)
+    html = render(data, hv_svg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # write-then-rename, with per-process temporary names: several workers may finish at once
+    csv_tmp = out / f".trials.csv.{os.getpid()}.tmp"
+    data.frame.to_csv(csv_tmp, index=False)
+    csv_tmp.replace(out / "trials.csv")
+    path = out / "report.html"
+    tmp = out / f".report.html.{os.getpid()}.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def default_out_dir(study_name: str) -> Path:
+    """``reports/<study name made filesystem-safe>``."""
+    return Path("reports") / safe_dir_name(study_name)
