@@ -22,6 +22,7 @@ the recorded mean/std and accuracies always belong to the exported model.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -173,12 +174,10 @@ def build_library_direct(model: nn.Module, example: torch.Tensor, target: dict[s
 
 
 def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    try:
-        import hwssl.deploy.compile  # noqa: F401  (the deployment layer, when installed)
-        import hwssl.deploy.target  # noqa: F401
-    except ImportError:
-        return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
-    return _build_with_deploy(model, example, profile, path)
+    """Through the deployment layer when it is there, else with plain TVM."""
+    if all(importlib.util.find_spec(m) for m in ("hwssl.deploy.compile", "hwssl.deploy.target")):
+        return _build_with_deploy(model, example, profile, path)
+    return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
 
 
 def _runs_here(profile: Any) -> bool:

@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import markupsafe
 import optuna
@@ -30,7 +29,7 @@ from hwssl.config import load_search_space
 from hwssl.evaluate import dense_checkpoint, dense_spec, load_space_data
 from hwssl.models import build_model
 from hwssl.pareto import best_under, pareto_indices
-from hwssl.report import build_report, load_study
+from hwssl.report import build_report
 from hwssl.report import fmt
 from hwssl.report.collect import collect, export_command
 from hwssl.search import SearchOptions, run_search

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hwssl.pareto import best_under, hypervolume_history, knee_index, pareto_indices
 from hwssl.report import fmt
 from hwssl.report.load import display_url
-from hwssl.results import study_profiles, trial_latency, trials_frame
+from hwssl.results import trial_latency, trials_frame
 
 MACS = "macs"
 
@@ -69,12 +69,18 @@ class FrontView:
     dense_acc: float | None
     dense_cost: float | None
     dense_note: str
+    dense_warning: str = ""                              # dense and candidates timed differently
     hv: list[float] = field(default_factory=list)        # normalised hypervolume after each trial
     hv_ref_acc: float | None = None
     hv_ref_cost: float | None = None
     hv_ref_note: str = ""
     hv_last_gain: int | None = None                      # trial that last raised the hypervolume
     svg: str = ""
+
+    @property
+    def label(self) -> str:
+        """Short name for tables and badges: the profile name, or "MACs"."""
+        return "MACs" if self.profile is None else self.profile.name
 
     @property
     def unit(self) -> str:
@@ -135,7 +141,7 @@ class LayerLatency:
 @dataclass
 class Candidate:
     trial: int
-    fronts: list[str]            # keys of the fronts it is Pareto-optimal on
+    fronts: list[str]            # labels of the fronts it is Pareto-optimal on
     recommended_for: list[str]
     row: dict[str, Any]          # the trials_frame row
     strengths: dict[str, float]
@@ -144,6 +150,7 @@ class Candidate:
     latency: list[LayerLatency]
     latency_missing: list[str]   # profiles without a per-layer breakdown
     saved_to: str | None
+    final: list[str] = field(default_factory=list)   # profiles whose numbers are final (fully tuned) re-timings
     svg: str = ""
 
 
@@ -172,10 +179,6 @@ class ReportData:
     failed: list[dict[str, Any]]
     deployments: list[Deployment]
     constraints: dict[str, Any]
-
-    @property
-    def any_untuned(self) -> bool:
-        return any(p.untuned for p in self.profiles)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -217,22 +220,24 @@ def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[Profile
     return views
 
 
-def _dense(done: list[FrozenTrial], profile: str | None) -> tuple[float | None, float | None, str]:
+def _dense(done: list[FrozenTrial], profile: str | None) -> tuple[float | None, float | None, str, str]:
+    """Dense baseline: validation accuracy, cost, a note on where the cost comes from, and its tuning."""
     results = [t.user_attrs["result"] for t in done]
     accs = [_num(r.get("accuracy_dense")) for r in results]
     acc = next((a for a in accs if a is not None), None)
     if profile is None:
         macs = next((_num(r.get("flops_dense")) for r in results if r.get("flops_dense") is not None), None)
-        return acc, macs, "dense network (MACs counted)"
+        return acc, macs, "dense network (MACs counted)", ""
     lats = [v for v in (_num(r.get("latency_ms_dense", {}).get(profile, {}).get("tvm")) for r in results)
             if v is not None]
     if not lats:
-        return acc, None, "no dense latency recorded on this profile"
+        return acc, None, "no dense latency recorded on this profile", ""
     tuned = {bool(r.get("latency_ms_dense", {}).get(profile, {}).get("tuned", False)) for r in results
              if r.get("latency_ms_dense", {}).get(profile)}
     kind = "tuned" if tuned == {True} else "untuned" if tuned == {False} else "partly tuned"
-    return acc, statistics.median(lats), (f"dense network, median of {len(lats)} {kind} TVM timing"
-                                          f"{'s' if len(lats) != 1 else ''} recorded with the trials")
+    note = f"dense network, median of {len(lats)} {kind} TVM timing{'s' if len(lats) != 1 else ''} recorded " \
+           f"with the trials"
+    return acc, statistics.median(lats), note, kind
 
 
 def _constraints(study: optuna.Study) -> dict[str, Any]:
@@ -265,7 +270,7 @@ def _hypervolume(view: FrontView) -> None:
     view.hv_last_gain = view.trials[gains[-1]] if gains else None
 
 
-def _front_view(study: optuna.Study, done: list[FrozenTrial], profile: ProfileView | None,
+def _front_view(done: list[FrozenTrial], profile: ProfileView | None,
                 constraints: dict[str, Any]) -> FrontView:
     trials, acc, acc_test, cost = [], [], [], []
     for t in done:
@@ -287,29 +292,33 @@ def _front_view(study: optuna.Study, done: list[FrozenTrial], profile: ProfileVi
                      acc_test=acc_test, cost=cost, front=front, knee=knee, picks=[], recommended=None,
                      recommended_note="", constraints_met=False, min_accuracy=min_acc, max_cost=max_cost,
                      dense_acc=None, dense_cost=None, dense_note="")
-    view.dense_acc, view.dense_cost, view.dense_note = _dense(done, profile.name if profile else None)
+    view.dense_acc, view.dense_cost, view.dense_note, dense_kind = _dense(done, profile.name if profile else None)
+    if profile is not None and dense_kind and dense_kind != "tuned" and profile.tuning == "tuned":
+        view.dense_warning = (f"on {profile.name} the candidates' timings are tuned but the dense baseline's are "
+                              f"{dense_kind}: speed-ups over dense overstate the gain")
 
     def pick(**kw: Any) -> int | None:
         i = best_under(acc, cost, **kw)
         return trials[i] if i is not None else None
 
+    cheapest = "fastest" if profile else "cheapest"
     if knee is not None:
         view.picks.append(Pick("knee point", knee))
     wanted = []
     if min_acc is not None:
         wanted.append(f"validation accuracy ≥ {fmt.pct(min_acc)}")
-        view.picks.append(Pick(f"fastest with val. acc. ≥ {fmt.pct(min_acc)}", pick(min_accuracy=min_acc)))
+        view.picks.append(Pick(f"{cheapest} with val. acc. ≥ {fmt.pct(min_acc)}", pick(min_accuracy=min_acc)))
     if max_cost is not None:
         wanted.append(f"latency ≤ {fmt.ms(max_cost)}")
         view.picks.append(Pick(f"most accurate within {fmt.ms(max_cost)}", pick(max_cost=max_cost)))
     if min_acc is not None and max_cost is not None:
-        view.picks.append(Pick("fastest meeting both", pick(min_accuracy=min_acc, max_cost=max_cost)))
+        view.picks.append(Pick(f"{cheapest} meeting both", pick(min_accuracy=min_acc, max_cost=max_cost)))
     if wanted:
         chosen = pick(min_accuracy=min_acc, max_cost=max_cost)
         if chosen is not None:
             view.recommended, view.constraints_met = chosen, True
             view.recommended_note = (f"best trial meeting the study's constraints ({' and '.join(wanted)}): "
-                                     + ("the fastest one that meets them" if min_acc is not None
+                                     + (f"the {cheapest} one that meets them" if min_acc is not None
                                         else "the most accurate one within the budget"))
         else:
             view.recommended = knee
@@ -426,8 +435,8 @@ def collect(study: optuna.Study, storage_url: str) -> ReportData:
 
     profiles = _profile_views(study, done)
     constraints = _constraints(study)
-    fronts = ([_front_view(study, done, p, constraints) for p in profiles] if profiles
-              else [_front_view(study, done, None, constraints)])
+    fronts = ([_front_view(done, p, constraints) for p in profiles] if profiles
+              else [_front_view(done, None, constraints)])
     frame = trials_frame(study)
     by_trial = {int(r["trial"]): r for r in frame.to_dict("records")} if not frame.empty else {}
     url = display_url(storage_url)
@@ -441,13 +450,15 @@ def collect(study: optuna.Study, storage_url: str) -> ReportData:
         lat, missing = _layer_latency(result, profiles)
         rows = _layer_rows(result)
         candidates.append(Candidate(
-            trial=n, fronts=[f.key for f in fronts if n in f.front],
-            recommended_for=[f.key for f in fronts if f.recommended == n], row=by_trial.get(n, {}),
+            trial=n, fronts=[f.label for f in fronts if n in f.front],
+            recommended_for=[f.label for f in fronts if f.recommended == n], row=by_trial.get(n, {}),
             strengths=dict(t.user_attrs.get("strengths") or result.get("strengths") or {}),
             layers=rows, blocks_removed=list(result.get("blocks_removed") or []), latency=lat,
-            latency_missing=missing, saved_to=result.get("saved_to")))
+            latency_missing=missing, saved_to=result.get("saved_to"),
+            final=[p.name for p in profiles if result.get("latency_ms_final", {}).get(p.name) is not None]))
     strength_keys = sorted({k for t in done for k in (t.user_attrs.get("strengths") or {})})
-    pareto_rows = [c.row | {"fronts": c.fronts, "strengths": c.strengths} for c in candidates if c.fronts]
+    pareto_rows = [c.row | {"fronts": c.fronts, "strengths": c.strengths, "final": c.final}
+                   for c in candidates if c.fronts]
     deployments = [Deployment(front=f, command=export_command(study.study_name, url, f.recommended,
                                                               f.profile.name if f.profile else None))
                    for f in fronts if f.recommended is not None]
