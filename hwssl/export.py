@@ -136,8 +136,7 @@ def _pixel_scale(data_name: str, data_path: str) -> float | None:
 
 def _build_with_deploy(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
     """Build through hwssl.deploy (same fusion as tuning, profile's database, cross-linking)."""
-    from hwssl.deploy.compile import compile_model, export_library
-    from hwssl.deploy.target import make_target
+    from hwssl.deploy import compile_model, export_library, make_target
 
     target = make_target(profile)
     database, db_dir = None, profile.database_dir()
@@ -175,7 +174,7 @@ def build_library_direct(model: nn.Module, example: torch.Tensor, target: dict[s
 
 def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
     """Through the deployment layer when it is there, else with plain TVM."""
-    if all(importlib.util.find_spec(m) for m in ("hwssl.deploy.compile", "hwssl.deploy.target")):
+    if importlib.util.find_spec("hwssl.deploy.compile") and importlib.util.find_spec("hwssl.deploy.target"):
         return _build_with_deploy(model, example, profile, path)
     return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
 

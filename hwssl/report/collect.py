@@ -203,11 +203,13 @@ def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[Profile
         name = p["name"]
         flags = []
         finals = 0
+        resolved = ""  # the target as TVM built it (e.g. mcpu = host resolved), from the timings
         for t in done:
             result = t.user_attrs.get("result", {})
             src = _latency_source(result, name)
             if src.get("tvm") is not None:
                 flags.append(bool(src.get("tuned", False)))
+                resolved = resolved or str(src.get("target") or "")
             finals += int(result.get("latency_ms_final", {}).get(name) is not None)
         if flags:
             tuning = "tuned" if all(flags) else "untuned" if not any(flags) else "partly tuned"
@@ -215,8 +217,8 @@ def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[Profile
             tuning = "tuned" if p["tuned"] else "untuned"
         else:
             tuning = "unknown"
-        views.append(ProfileView(name=name, target=str(p.get("target", "")), path=str(p.get("path", "")),
-                                 tuning=tuning, final_count=finals))
+        views.append(ProfileView(name=name, target=resolved or str(p.get("target", "")),
+                                 path=str(p.get("path", "")), tuning=tuning, final_count=finals))
     return views
 
 
@@ -250,22 +252,22 @@ def _constraints(study: optuna.Study) -> dict[str, Any]:
 def _hypervolume(view: FrontView) -> None:
     if not view.trials:
         return
-    worst_acc = min(view.acc)
+    what = "latency" if view.profile else "MACs"
+    ref_acc = max(0.0, min(view.acc) - 0.01)
     if view.dense_cost is not None and any(c < view.dense_cost for c in view.cost):
         ref_cost = view.dense_cost
-        cost_note = f"the dense baseline's {'latency' if view.profile else 'MACs'} ({view.cost_text(ref_cost)})"
+        cost_note = f"the dense baseline's {what} ({view.cost_text(ref_cost)}; slower trials add nothing)"
     else:
-        ref_cost = max(view.cost)
-        cost_note = (f"the worst observed {'latency' if view.profile else 'MACs'} ({view.cost_text(ref_cost)}"
-                     + (", since no trial is cheaper than the dense baseline)" if view.dense_cost is not None
-                        else ")"))
-    box = (1.0 - worst_acc) * ref_cost
-    raw = hypervolume_history(view.acc, view.cost, worst_acc, ref_cost)
+        ref_cost = 1.01 * max(view.cost)
+        cost_note = (f"1 % above the worst observed {what} ({view.cost_text(ref_cost)}"
+                     + ("; no trial is cheaper than the dense baseline)" if view.dense_cost is not None else ")"))
+    box = (1.0 - ref_acc) * ref_cost
+    raw = hypervolume_history(view.acc, view.cost, ref_acc, ref_cost)
     view.hv = [h / box if box > 0 else 0.0 for h in raw]
-    view.hv_ref_acc, view.hv_ref_cost = worst_acc, ref_cost
-    view.hv_ref_note = (f"Reference point: accuracy = the worst observed validation accuracy "
-                        f"({fmt.pct(worst_acc)}), cost = {cost_note}. Plotted as a fraction of the box between "
-                        f"the reference point and the ideal point (100 % accuracy, zero cost).")
+    view.hv_ref_acc, view.hv_ref_cost = ref_acc, ref_cost
+    view.hv_ref_note = (f"Reference point: accuracy = 1 percentage point below the worst observed validation "
+                        f"accuracy ({fmt.pct(ref_acc)}), cost = {cost_note}. Plotted as a fraction of the box "
+                        f"between the reference point and the ideal point (100 % accuracy, zero cost).")
     gains = [k for k in range(len(raw)) if raw[k] > (raw[k - 1] if k else 0.0) + 1e-15]
     view.hv_last_gain = view.trials[gains[-1]] if gains else None
 
