@@ -88,7 +88,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                          resume=args.resume, trials=args.trials, sampler=args.sampler, tune=not args.no_tune,
                          trials_per_task=args.trials_per_task, artifacts=args.artifacts,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                         quiet=args.quiet)
+                         overrides=args.set, quiet=args.quiet)
     interrupted = False
     try:
         study = run_search(opts)

@@ -53,6 +53,7 @@ class SearchOptions:
     grace_period: int = 90
     max_retry: int = 2
     seed: int | None = None
+    overrides: Sequence[str] = ()         # the --set KEY=VALUE strings the space was loaded with
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -110,10 +111,11 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def study_metadata(opts: SearchOptions) -> dict[str, Any]:
     return {
-        "space_path": opts.space.path, "space_name": opts.space.name, "space_description": opts.space.description,
+        "space_path": str(Path(opts.space.path).resolve()), "space_name": opts.space.name,
+        "overrides": list(opts.overrides), "data_config": dataclasses.asdict(opts.space.data), "space_description": opts.space.description,
         "model": opts.space.model.name, "data": opts.space.data.name,
         "objectives": objective_names(opts.profiles),
-        "profiles": [{"name": p.name, "path": str(getattr(p, "path", "")), "target": str(getattr(p, "target", "")),
+        "profiles": [{"name": p.name, "path": str(Path(getattr(p, "path", "")).resolve()), "target": str(getattr(p, "target", "")),
                       "tuned": opts.tune} for p in opts.profiles],
         "constraints": {"min_accuracy": opts.space.search.min_accuracy,
                         "max_latency_ms": dict(opts.space.search.max_latency_ms)},

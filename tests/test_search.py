@@ -17,7 +17,7 @@ from hwssl.search import SearchError, SearchOptions, run_search
 
 def _search_cmd(space, storage, study, *extra):
     return [sys.executable, "-m", "hwssl.cli", "search", "--space", str(space), "--storage", storage,
-            "--study", study, "--no-profile", "--quiet", "--heartbeat-interval", "1", "--grace-period", "3", *extra]
+            "--study", study, "--no-profile", "--quiet", "--heartbeat-interval", "1", "--grace-period", "3", "--no-report", *extra]
 
 
 def test_tiny_study_stores_every_field_and_a_front(tiny_space_file, tmp_path):
