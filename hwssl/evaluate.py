@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from torch import nn
 
 from hwssl.cache import cache_root, file_lock, stable_hash
-from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count
+from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count, save_compacted
 from hwssl.config.space import SearchSpace
 from hwssl.data import DataSplits, load_dataset
 from hwssl.models import build_model, model_spec
-from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats, ssl_sites
-from hwssl.train import accuracy, train_phase
+from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats
+from hwssl.train import PhaseResult, accuracy, train_phase
 
 Progress = Callable[[str, int, int], None]
 
@@ -68,47 +70,77 @@ def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress 
         return ckpt, False
 
 
-def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = None, *,
-                       profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
-                       per_layer: bool = False, save_dir: str | Path | None = None,
-                       progress: Progress | None = None) -> dict[str, Any]:
-    """Train, sparsify, compact, fine-tune and measure one strength setting."""
-    strengths = dict(space.strengths if strengths is None else strengths)
-    wall: dict[str, float] = {}
+@dataclass
+class DenseStart:
+    """What every candidate of a space starts from: data, dense spec and the cached dense checkpoint."""
+
+    space: SearchSpace
+    splits: DataSplits
+    spec: dict[str, Any]
+    ckpt: dict[str, Any]
+    cached: bool
+    wall: dict[str, float] = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def dense_model(self) -> nn.Module:
+        model = build_model(self.spec)
+        model.load_state_dict(self.ckpt["state"])
+        return model
+
+
+def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:
     t0 = time.perf_counter()
     splits = load_space_data(space)
-    spec = dense_spec(space, splits)
     ckpt, cached = dense_checkpoint(space, splits, progress)
-    wall["dense"] = 0.0 if cached else ckpt["train"]["wall_s"]
+    start = DenseStart(space, splits, dense_spec(space, splits), ckpt, cached, t0=t0)
+    start.wall["dense"] = 0.0 if cached else ckpt["train"]["wall_s"]
+    return start
 
-    model = build_model(spec)
-    model.load_state_dict(ckpt["state"])
-    flops_dense, flops_dense_layers = count_macs(model, spec["input"])
-    params_dense = count_params(model)
-    sites = ssl_sites(model)
-    reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size, sites=sites)
+
+def _progress(progress: Progress | None, phase: str):
+    return (lambda i, n, _loss: progress(phase, i, n)) if progress else None
+
+
+def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None
+                 ) -> tuple[nn.Module, PhaseResult]:
+    """SSL fine-tuning of the dense model with the given per-group strengths."""
+    space, t = start.space, start.space.train
+    model = start.dense_model()
+    reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)
+    phase = train_phase(model, start.splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr,
+                        batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                        seed=space.seed + 1, regularizer=reg, mode=space.ssl.mode,
+                        zero_threshold=space.ssl.zero_threshold, threads=t.threads,
+                        on_step=_progress(progress, "ssl"))
+    start.wall["ssl"] = phase.wall_s
+    return model, phase
+
+
+def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, params: dict[str, Any],
+                     sparsify: PhaseResult | None, profiles: Sequence[Any] = (), tune: bool = True,
+                     trials_per_task: int | None = None, per_layer: bool = False,
+                     save_dir: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Shared by every method (SSL and the baselines): compact the sparse dense-architecture
+    model (verified), fine-tune it, and measure accuracy, cost and latency."""
+    space, splits, spec, ckpt, wall = start.space, start.splits, start.spec, start.ckpt, start.wall
     t = space.train
-    ssl = train_phase(model, splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr, batch_size=t.batch_size,
-                      momentum=t.momentum, weight_decay=t.weight_decay, seed=space.seed + 1, regularizer=reg,
-                      mode=space.ssl.mode, zero_threshold=space.ssl.zero_threshold, threads=t.threads,
-                      on_step=(lambda i, n, _l: progress("ssl", i, n)) if progress else None)
-    wall["ssl"] = ssl.wall_s
-    stats = sparsity_stats(model, sites)
-    accuracy_sparse = accuracy(model, splits.val)
+    dense = start.dense_model()
+    flops_dense, flops_dense_layers = count_macs(dense, spec["input"])
+    stats = sparsity_stats(sparse)
+    accuracy_sparse = accuracy(sparse, splits.val)
 
     tc = time.perf_counter()
     check = splits.val.tensors[0][:64]
     # kept widths are rounded to the coarsest multiple any target profile asks for
     channel_round = max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
-    compacted = compact_model(model, channel_round=channel_round,
+    compacted = compact_model(sparse, channel_round=channel_round,
                               min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
                               tolerance=COMPACTION_TOLERANCE)
     wall["compact"] = time.perf_counter() - tc
     small = compacted.model
     recover = train_phase(small, splits.train, phase="recover", epochs=t.recover_epochs, lr=t.recover_lr,
                           batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
-                          seed=space.seed + 2, threads=t.threads,
-                          on_step=(lambda i, n, _l: progress("recover", i, n)) if progress else None)
+                          seed=space.seed + 2, threads=t.threads, on_step=_progress(progress, "recover"))
     wall["recover"] = recover.wall_s
     flops, flops_layers = count_macs(small, spec["input"])
     dense_summary = architecture_summary(spec)["layers"]
@@ -116,28 +148,28 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
               for name, kept in compacted.summary["layers"].items()}
 
     result: dict[str, Any] = {
-        "space": space.name, "model": space.model.name, "data": space.data.name, "strengths": strengths,
+        "space": space.name, "model": space.model.name, "data": space.data.name,
+        "method": method, "method_params": params, "strengths": params if method == "ssl" else {},
         "ssl_mode": space.ssl.mode,
         "accuracy_dense": ckpt["accuracy_val"], "accuracy_dense_test": ckpt["accuracy_test"],
         "accuracy_sparse": accuracy_sparse,
         "accuracy": accuracy(small, splits.val), "accuracy_test": accuracy(small, splits.test),
         "flops_dense": flops_dense, "flops": flops, "flops_ratio": flops_dense / max(flops, 1),
-        "params_dense": params_dense, "params": count_params(small),
+        "params_dense": count_params(dense), "params": count_params(small),
         "flops_per_layer_dense": flops_dense_layers, "flops_per_layer": flops_layers,
         "layers": layers, "blocks_removed": compacted.summary["blocks_removed"],
         "conv_layers_dense": conv_layer_count(spec), "conv_layers": conv_layer_count(compacted.spec),
         "sparsity": stats, "max_abs_diff_compacted": compacted.max_abs_diff,
-        "ssl_step_overhead": ssl.ssl_step_overhead,
-        "step_ms": {"plain": ssl.step_ms, "ssl": ssl.step_ms + ssl.ssl_ms,
+        "ssl_step_overhead": sparsify.ssl_step_overhead if sparsify else 1.0,
+        "step_ms": {"plain": sparsify.step_ms if sparsify else None,
+                    "ssl": (sparsify.step_ms + sparsify.ssl_ms) if sparsify else None,
                     "dense_phase": ckpt["train"]["step_ms"]},
-        "dense_cached": cached, "split": splits.split_note, "channel_round": channel_round,
+        "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
     if profiles:
         td = time.perf_counter()
         from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
-        dense_model = build_model(spec)
-        dense_model.load_state_dict(ckpt["state"])
         example = splits.val.tensors[0][:1]
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
         for profile in profiles:
@@ -145,13 +177,25 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
                 small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
                 trials_per_task=trials_per_task, per_layer=per_layer)
             result["latency_ms_dense"][profile.name] = measure_candidate(
-                dense_model.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
+                dense.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
                 trials_per_task=trials_per_task, per_layer=False)
         wall["deploy"] = time.perf_counter() - td
     if save_dir is not None:
-        from hwssl.compact import save_compacted
         save_compacted(small, save_dir)
         result["saved_to"] = str(save_dir)
-    wall["total"] = time.perf_counter() - t0
+    wall["total"] = time.perf_counter() - start.t0
     result["wall_s"] = {k: round(v, 3) for k, v in wall.items()}
     return result
+
+
+def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = None, *,
+                       profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
+                       per_layer: bool = False, save_dir: str | Path | None = None,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Train, sparsify with SSL, compact, fine-tune and measure one strength setting."""
+    strengths = dict(space.strengths if strengths is None else strengths)
+    start = prepare(space, progress)
+    sparse, phase = ssl_sparsify(start, strengths, progress)
+    return finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
+                            tune=tune, trials_per_task=trials_per_task, per_layer=per_layer, save_dir=save_dir,
+                            progress=progress)
