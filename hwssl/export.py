@@ -36,6 +36,7 @@ from torch import nn
 
 import hwssl
 from hwssl.compact import load_compacted
+from hwssl.results import study_trials
 
 EXPORT_FORMAT = "hwssl-export/1"
 CONFIG_FILE = "deploy.json"
@@ -63,7 +64,7 @@ class ExportResult:
 
 
 def _trial(study: optuna.Study, number: int) -> FrozenTrial:
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    found = [t for t in study_trials(study) if t.number == number]
     if not found:
         raise ExportError(f"study {study.study_name!r} has no trial {number} "
                           f"(trials 0..{len(study.get_trials(deepcopy=False)) - 1})")

@@ -11,6 +11,26 @@ from optuna.trial import FrozenTrial, TrialState
 from hwssl.pareto import pareto_indices
 
 
+FINAL_PREFIX = "final_latency:"
+FINAL_DENSE = "final_latency_dense"
+
+
+def study_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+    """The study's trials (copies) with the final, fully tuned re-timings (stored as study user
+    attributes, since a finished trial cannot be updated) merged into each ``result``:
+    ``latency_ms_final`` and ``latency_ms_dense_final`` per profile."""
+    attrs = study.user_attrs
+    dense_final = attrs.get(FINAL_DENSE, {})
+    trials = study.get_trials(deepcopy=True, states=states)
+    for t in trials:
+        final = attrs.get(f"{FINAL_PREFIX}{t.number}")
+        result = t.user_attrs.get("result")
+        if final and result is not None:
+            result["latency_ms_final"] = dict(final)
+            result["latency_ms_dense_final"] = {p: dense_final[p] for p in final if p in dense_final}
+    return trials
+
+
 def trial_latency(result: dict[str, Any], profile: str, key: str = "tvm") -> float | None:
     """Latency of a trial on a profile: the final (fully tuned) timing when one exists."""
     final = result.get("latency_ms_final", {}).get(profile)
@@ -37,7 +57,9 @@ def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
         })
         for p in profiles:
             tvm = trial_latency(result, p, "tvm")
-            dense = result.get("latency_ms_dense", {}).get(p, {}).get("tvm")
+            dense_source = (result.get("latency_ms_dense_final", {}).get(p)
+                            or result.get("latency_ms_dense", {}).get(p, {}))
+            dense = dense_source.get("tvm")
             row[f"tvm_ms:{p}"] = tvm
             row[f"torch_ms:{p}"] = trial_latency(result, p, "torch")
             row[f"tuned:{p}"] = bool((result.get("latency_ms_final", {}).get(p)
@@ -55,7 +77,7 @@ def study_profiles(study: optuna.Study) -> list[str]:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     profiles = study_profiles(study)
-    return pd.DataFrame([trial_row(t, profiles) for t in study.get_trials(deepcopy=False)])
+    return pd.DataFrame([trial_row(t, profiles) for t in study_trials(study)])
 
 
 def pareto_frame(study: optuna.Study, profile: str | None = None) -> pd.DataFrame:

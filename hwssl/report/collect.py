@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hwssl.pareto import best_under, hypervolume_history, knee_index, pareto_indices
 from hwssl.report import fmt
 from hwssl.report.load import display_url
-from hwssl.results import trial_latency, trials_frame
+from hwssl.results import study_trials, trial_latency, trials_frame
 
 MACS = "macs"
 
@@ -230,12 +230,14 @@ def _dense(done: list[FrozenTrial], profile: str | None) -> tuple[float | None, 
     if profile is None:
         macs = next((_num(r.get("flops_dense")) for r in results if r.get("flops_dense") is not None), None)
         return acc, macs, "dense network (MACs counted)", ""
-    lats = [v for v in (_num(r.get("latency_ms_dense", {}).get(profile, {}).get("tvm")) for r in results)
-            if v is not None]
+    finals = [r["latency_ms_dense_final"][profile] for r in results
+              if r.get("latency_ms_dense_final", {}).get(profile)]
+    # prefer the fully tuned re-timing of the dense net, made with the candidates' final re-timing
+    sources = finals or [r.get("latency_ms_dense", {}).get(profile, {}) for r in results]
+    lats = [v for v in (_num(src.get("tvm")) for src in sources) if v is not None]
     if not lats:
         return acc, None, "no dense latency recorded on this profile", ""
-    tuned = {bool(r.get("latency_ms_dense", {}).get(profile, {}).get("tuned", False)) for r in results
-             if r.get("latency_ms_dense", {}).get(profile)}
+    tuned = {bool(src.get("tuned", False)) for src in sources if src}
     kind = "tuned" if tuned == {True} else "untuned" if tuned == {False} else "partly tuned"
     note = f"dense network, median of {len(lats)} {kind} TVM timing{'s' if len(lats) != 1 else ''} recorded " \
            f"with the trials"
@@ -425,7 +427,7 @@ def _failed(study: optuna.Study) -> list[dict[str, Any]]:
 
 def collect(study: optuna.Study, storage_url: str) -> ReportData:
     """Read ``study`` into a :class:`ReportData` (fronts, picks, hypervolume, candidates, failures)."""
-    all_trials = study.get_trials(deepcopy=False)
+    all_trials = study_trials(study)
     done = [t for t in all_trials if t.state == TrialState.COMPLETE and t.user_attrs.get("result")]
     states = {"complete": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED,
               "running": TrialState.RUNNING, "waiting": TrialState.WAITING}

@@ -1,0 +1,82 @@
+"""Multi-fidelity latency: re-time the Pareto candidates with the full tuning budget.
+
+During a search every trial gets a cheap latency (tuning database reuse plus a
+small budget for new workloads). At the end (``hwssl search``) or on demand
+(``hwssl retime``), each Pareto-optimal trial of each profile -- and the dense
+baseline, so speed-ups compare tuned with tuned -- is compiled again with the
+profile's ``full_trials_per_task`` and re-timed. Results are stored as study
+user attributes (finished trials cannot be updated) and merged back into each
+trial's result by :func:`hwssl.results.study_trials`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+import torch
+
+from hwssl.compact import arch_key, load_compacted
+from hwssl.models import build_model
+from hwssl.results import FINAL_DENSE, FINAL_PREFIX, pareto_frame, study_trials
+
+
+def _candidate_model(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> torch.nn.Module:
+    """The trial's compacted model: saved weights when present, else its spec (weights do not
+    change latency)."""
+    saved = trial.user_attrs["result"].get("saved_to")
+    if saved and (Path(saved) / "weights.pt").exists():
+        return load_compacted(saved)
+    return build_model(trial.user_attrs["result"]["arch"]).eval()
+
+
+def _dense_model(study: optuna.Study) -> torch.nn.Module:
+    from hwssl.data import dataset_info
+    from hwssl.models import model_spec
+
+    attrs = study.user_attrs
+    info = dataset_info(attrs["data"])
+    width = attrs.get("model_width", 1.0)
+    return build_model(model_spec(attrs["model"], info.in_channels, info.image_size, info.num_classes,
+                                  width)).eval()
+
+
+def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_task: int | None = None,
+                  say: Callable[[str], None] = print) -> dict[str, list[int]]:
+    """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
+    Returns {profile: [trial numbers re-timed]}."""
+    from hwssl.deploy import measure_candidate
+
+    done: dict[str, list[int]] = {}
+    by_number = {t.number: t for t in study_trials(study)}
+    dense = None
+    for profile in profiles:
+        budget = trials_per_task or profile.tuning.full_trials_per_task
+        front = pareto_frame(study, profile.name)
+        if front.empty:
+            continue
+        numbers = [int(n) for n in front["trial"]]
+        for number in numbers:
+            trial = by_number[number]
+            result = trial.user_attrs["result"]
+            model = _candidate_model(study, trial)
+            example = torch.zeros(1, *result["arch"]["input"])
+            say(f"[retime] {profile.name}: trial {number} with {budget} trials per task")
+            latency = measure_candidate(model, example, profile, arch_key=result["arch_key"], tune=True,
+                                        trials_per_task=budget)
+            key = f"{FINAL_PREFIX}{number}"
+            stored = dict(study.user_attrs.get(key, {}))
+            stored[profile.name] = latency
+            study.set_user_attr(key, stored)
+        if dense is None:
+            dense = _dense_model(study)
+        example = torch.zeros(1, *dense.spec["input"])
+        say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
+        latency = measure_candidate(dense, example, profile, arch_key=arch_key(dense.spec), tune=True,
+                                    trials_per_task=budget)
+        stored = dict(study.user_attrs.get(FINAL_DENSE, {}))
+        stored[profile.name] = latency
+        study.set_user_attr(FINAL_DENSE, stored)
+        done[profile.name] = numbers
+    return done
