@@ -1,0 +1,39 @@
+"""Deployment: compile compacted networks with TVM, tune them, time them per hardware profile.
+
+Public entry: :func:`measure_candidate`. Submodules: ``compile`` (export ->
+Relax -> build), ``tune`` (MetaSchedule database per profile), ``measure``
+(local / RPC / PyTorch timing, per-kernel breakdown), ``cache`` (latency
+results on disk). Importing this package sets ``TVM_NUM_THREADS`` (if unset)
+to the CPU count before TVM starts its thread pool; each measurement then
+selects the profile's thread count (see :mod:`hwssl.deploy.measure`).
+"""
+
+from __future__ import annotations
+
+import os as _os
+from typing import Any
+
+_os.environ.setdefault("TVM_NUM_THREADS", str(_os.cpu_count() or 1))
+
+from hwssl.deploy.errors import DeployError  # noqa: E402  (light; no TVM import)
+
+__all__ = ["DeployError", "measure_candidate", "compile_model", "export_library", "make_target", "tune",
+           "warm_builder_for"]
+
+_LAZY = {
+    "measure_candidate": "hwssl.deploy.candidate",
+    "compile_model": "hwssl.deploy.compile",
+    "export_library": "hwssl.deploy.compile",
+    "make_target": "hwssl.deploy.target",
+    "tune": "hwssl.deploy.tune",
+    "warm_builder_for": "hwssl.deploy._builder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import TVM-heavy submodules on first use (``import tvm`` takes seconds)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hwssl.deploy' has no attribute {name!r}")

@@ -1,0 +1,71 @@
+"""On-disk cache of latency results, so a repeated evaluation returns at once.
+
+One JSON file per (architecture key, profile key, resolved target, device
+fingerprint, tuning state, library versions) under
+``<cache root>/latency/<profile name>/``. The architecture key comes from the
+caller (a hash of the compacted net's spec); the device fingerprint keeps
+results from different machines apart when a cache directory is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from hwssl.cache import stable_hash
+from hwssl.config.profile import HardwareProfile
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_fingerprint(profile: HardwareProfile) -> str:
+    """Which physical device a latency belongs to: this machine's CPU/GPU, or the RPC address."""
+    if profile.is_remote:
+        return profile.runner.address()
+    cpu = f"{platform.machine()}|{_cpu_model()}|{os.cpu_count()}"
+    if profile.target_kind == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu"
+        return f"{cpu}|{gpu}"
+    return cpu
+
+
+def latency_key(*, arch_key: str, profile: HardwareProfile, target: str, tuned: bool, trials_per_task: int | None,
+                versions: dict[str, str]) -> str:
+    tuning = {"tuned": True, "trials_per_task": trials_per_task} if tuned else {"tuned": False}
+    return stable_hash({"arch": arch_key, "profile": profile.key(), "target": target,
+                        "device": device_fingerprint(profile), "tuning": tuning, "versions": versions}, length=24)
+
+
+class LatencyCache:
+    """``get``/``put`` of result dicts by key, one file each, written atomically."""
+
+    def __init__(self, root: str | os.PathLike[str], profile_name: str) -> None:
+        self.dir = Path(root) / "latency" / profile_name
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path(key).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, result: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(key).with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
+        tmp.replace(self.path(key))

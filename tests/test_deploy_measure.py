@@ -1,0 +1,101 @@
+"""Timing paths with real components: TVM RPC to a real rpc_server, PyTorch eager, TVM threads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import tvm
+
+from test_deploy_support import fast_cpu_profile, free_port, tiny_net, write_profile
+from hwssl.config.profile import load_profile
+from hwssl.deploy import measure_candidate
+from hwssl.deploy.measure import configure_tvm_threads, time_torch
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rpc_server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"rpc_server did not listen on port {port} within {timeout_s} s")
+
+
+@pytest.fixture
+def rpc_server(tmp_path: Path):
+    """A real `python -m tvm.exec.rpc_server` on 127.0.0.1 (own process group, killed afterwards)."""
+    port = free_port()
+    log = open(tmp_path / "rpc_server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                             "--port", str(port), "--port-end", str(port + 1)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, proc)
+        yield port
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_rpc_timing_through_a_real_server(tmp_path: Path, rpc_server: int) -> None:
+    port = rpc_server
+    path = write_profile(tmp_path / "rpc_local.toml", f"""
+name = "rpc_local"
+threads = 1
+target = {{ kind = "llvm" }}
+[timing]
+warmup = 2
+number = 10
+repeat = 3
+min_repeat_ms = 5
+[runner]
+kind = "rpc"
+host = "127.0.0.1"
+port = {port}
+session_timeout_s = 120
+""")
+    model, x = tiny_net()
+    r = measure_candidate(model, x, load_profile(path), arch_key="tiny-rpc", tune=False, per_layer=True,
+                          cache_dir=tmp_path)
+    assert r["device"] == f"rpc://127.0.0.1:{port}"
+    assert r["max_abs_diff"] <= 1e-5  # computed on the remote side, copied back
+    assert r["tvm"] > 0 and len(r["tvm_samples_ms"]) == 3
+    assert r["torch"] is None and "torch_note" in r
+    assert r["tvm_threads"] == 1  # selected on the server
+    assert [row["name"] for row in r["per_layer"]] and all(row["ms"] > 0 for row in r["per_layer"])
+    log = (tmp_path / "rpc_server.log").read_text()
+    assert "load_module" in log  # the library really went through the server
+
+
+def test_torch_timing_uses_and_restores_threads(tmp_path: Path) -> None:
+    model, x = tiny_net()
+    profile = load_profile(fast_cpu_profile(tmp_path, threads=2))
+    torch.set_num_threads(1)
+    timing = time_torch(model, x, profile)
+    assert torch.get_num_threads() == 1
+    assert len(timing.samples_ms) == profile.timing.repeat and timing.median_ms > 0
+    assert timing.threads == 2
+
+
+def test_tvm_thread_count_is_selected_per_measurement() -> None:
+    ceiling = int(os.environ["TVM_NUM_THREADS"])  # set by hwssl.deploy before TVM started its pool
+    assert configure_tvm_threads(1) == 1
+    assert configure_tvm_threads(ceiling) == ceiling
+    assert tvm.runtime.num_threads() == ceiling
+    configure_tvm_threads(1)
