@@ -88,7 +88,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                          resume=args.resume, trials=args.trials, sampler=args.sampler, tune=not args.no_tune,
                          trials_per_task=args.trials_per_task, artifacts=args.artifacts,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                         overrides=args.set, quiet=args.quiet)
+                         overrides=args.set, quiet=args.quiet, method=args.method,
+                         method_params=_method_params(args.method_param), ratio_low=args.ratio_range[0],
+                         ratio_high=args.ratio_range[1], per_layer_ratios=args.per_layer_ratios,
+                         ratios=args.ratios or ())
     interrupted = False
     try:
         study = run_search(opts)
@@ -113,6 +116,27 @@ def cmd_search(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _method_params(items: Sequence[str]) -> dict:
+    """--method-param KEY=VALUE pairs; values parsed as JSON when they can be (numbers, true/false)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--method-param {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _ratio_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ratios such as 0.2,0.4,0.6, got {text!r}")
 
 
 def _pareto_text(front, profile) -> str:
@@ -229,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int, default=90, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
+    p.add_argument("--method", default="ssl", choices=["ssl", "l1", "torch-pruning", "dense"],
+                   help="ssl searches group strengths (default); l1 / torch-pruning search the pruning ratio "
+                        "on the same filter sites and harness; dense evaluates the dense model once")
+    p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="fixed parameter of a baseline, e.g. reg=5e-3 or global=true for torch-pruning")
+    p.add_argument("--ratio-range", nargs=2, type=float, default=[0.1, 0.9], metavar=("LOW", "HIGH"),
+                   help="pruning ratios a baseline trial samples from (default 0.1 0.9)")
+    p.add_argument("--per-layer-ratios", action="store_true",
+                   help="sample one pruning ratio per filter site instead of one for all")
+    p.add_argument("--ratios", type=_ratio_list, metavar="R1,R2,...",
+                   help="evaluate these ratios first (a sweep); the sampler proposes any further trials")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("report", help="write the HTML report (and trials.csv) of a study")

@@ -8,6 +8,11 @@ optimised). Storage is any Optuna URL: SQLite by default, PostgreSQL for many
 machines, ``journal:PATH`` for a journal file. Heartbeats fail the RUNNING
 trial of a killed worker and re-queue it (retry), so no finished trial is
 ever lost and no interrupted trial silently disappears.
+
+With ``method`` other than ``ssl`` (see :mod:`hwssl.baselines`) a trial samples
+a pruning ratio (one for all filter sites, or one per site) instead of
+strengths, and runs that baseline through the same harness; the study records
+``method`` and each trial's ``result["method"]`` / ``result["method_params"]``.
 """
 
 from __future__ import annotations
@@ -56,12 +61,20 @@ class SearchOptions:
     overrides: Sequence[str] = ()         # the --set KEY=VALUE strings the space was loaded with
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # baselines (hwssl.baselines): what a trial samples instead of SSL strengths
+    method: str = "ssl"                   # ssl | l1 | torch-pruning | dense
+    method_params: dict[str, Any] = field(default_factory=dict)   # fixed parameters of the method
+    ratio_low: float = 0.1                # sampled pruning ratio range
+    ratio_high: float = 0.9
+    per_layer_ratios: bool = False        # one ratio per filter site instead of one for all
+    ratios: Sequence[float] = ()          # ratios enqueued first (a sweep); the sampler proposes the rest
 
     @property
     def name(self) -> str:
         if self.study_name:
             return self.study_name
-        return "-".join([self.space.name, *[p.name for p in self.profiles]])
+        suffix = [] if self.method == "ssl" else [self.method]
+        return "-".join([self.space.name, *[p.name for p in self.profiles], *suffix])
 
     @property
     def storage_url(self) -> str:
@@ -121,6 +134,9 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
                         "max_latency_ms": dict(opts.space.search.max_latency_ms)},
         "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
         "artifacts": str(Path(opts.artifacts).resolve()),
+        "method": opts.method, "method_params": dict(opts.method_params),
+        "ratio_range": None if opts.method in ("ssl", "dense") else
+        {"low": opts.ratio_low, "high": opts.ratio_high, "per_layer": opts.per_layer_ratios},
     }
 
 
@@ -141,6 +157,10 @@ def open_study(opts: SearchOptions) -> optuna.Study:
         if stored is not None and stored != names:
             raise SearchError(f"study {opts.name!r} optimises {stored}, but this run asks for {names}; use the same "
                               f"profiles or another --study name")
+        stored_method = study.user_attrs.get("method", "ssl")
+        if stored_method != opts.method:
+            raise SearchError(f"study {opts.name!r} searches method {stored_method!r}, but this run asks for "
+                              f"{opts.method!r}; use --method {stored_method} or another --study name")
     else:
         for key, value in study_metadata(opts).items():
             study.set_user_attr(key, value)
@@ -197,15 +217,47 @@ class Objective:
         from hwssl.evaluate import evaluate_candidate
 
         space = self.opts.space
+        artifact = Path(self.opts.artifacts).resolve() / self.opts.name / f"trial-{trial.number:04d}"
+        if self.opts.method != "ssl":
+            return self._baseline(trial, artifact)
         strengths = sample_strengths(trial, space)
         trial.set_user_attr("strengths", strengths)
-        artifact = Path(self.opts.artifacts).resolve() / self.opts.name / f"trial-{trial.number:04d}"
         self.reporter.trial_started(trial.number, strengths)
         try:
             result = evaluate_candidate(space, strengths, profiles=self.opts.profiles, tune=self.opts.tune,
                                         trials_per_task=self.opts.trials_per_task, save_dir=artifact,
                                         progress=self.reporter.phase)
             values = objective_values(result, self.opts.profiles)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
+            self.reporter.trial_failed(trial.number, exc)
+            raise
+        trial.set_user_attr("result", result)
+        set_constraints(trial, result, space)
+        self.reporter.trial_finished(trial.number, result, values)
+        return values
+
+    def _baseline(self, trial: optuna.Trial, artifact: Path) -> list[float]:
+        """A baseline trial: sample pruning ratio(s) instead of strengths (see hwssl.baselines)."""
+        from hwssl.baselines import RatioRange, evaluate_method, sample_method_params, site_names
+
+        opts, space = self.opts, self.opts.space
+        ratio_range = RatioRange(opts.ratio_low, opts.ratio_high, opts.per_layer_ratios)
+        names = site_names(space) if opts.per_layer_ratios else ()
+        params = sample_method_params(trial, space, opts.method, ratio_range, opts.method_params, names)
+        trial.set_user_attr("method", opts.method)
+        trial.set_user_attr("method_params", params)
+        self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
+                                                   if isinstance(v, (int, float))}, label=opts.method)
+        try:
+            result = evaluate_method(space, opts.method, params, profiles=opts.profiles, tune=opts.tune,
+                                     trials_per_task=opts.trials_per_task, save_dir=artifact,
+                                     progress=self.reporter.phase)
+            values = objective_values(result, opts.profiles)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
@@ -238,8 +290,8 @@ class Reporter:
         if not self.quiet:
             self._tqdm.write(line, file=sys.stderr)
 
-    def trial_started(self, number: int, strengths: dict[str, float]) -> None:
-        self.say(f"[trial {number}] strengths " + ", ".join(f"{k}={v:.3g}" for k, v in strengths.items()))
+    def trial_started(self, number: int, strengths: dict[str, float], label: str = "strengths") -> None:
+        self.say(f"[trial {number}] {label} " + ", ".join(f"{k}={v:.3g}" for k, v in strengths.items()))
 
     def phase(self, phase: str, step: int, total: int) -> None:
         if not self.enabled:
@@ -309,11 +361,44 @@ class StopRule:
             study.stop()
 
 
+def check_method(opts: SearchOptions) -> None:
+    """Reject an unknown method or bad fixed parameters before any trial runs."""
+    if opts.method == "ssl":
+        return
+    from hwssl.baselines import MethodError, check_params
+    if not (0.0 <= opts.ratio_low <= opts.ratio_high < 1.0):
+        raise SearchError(f"ratio range [{opts.ratio_low}, {opts.ratio_high}] must satisfy 0 <= low <= high < 1")
+    try:
+        check_params(opts.method, opts.method_params)
+    except MethodError as exc:
+        raise SearchError(str(exc)) from exc
+
+
+def enqueue_ratios(study: optuna.Study, opts: SearchOptions) -> None:
+    """Queue ``opts.ratios`` (a baseline's sweep) unless a trial already has that ratio."""
+    if opts.method in ("ssl", "dense") or not opts.ratios:
+        return
+    if opts.per_layer_ratios:
+        raise SearchError("--ratios sweeps one ratio for every layer; drop --per-layer-ratios")
+    seen = {round(float(t.params["ratio"]), 9) for t in study.get_trials(deepcopy=False)
+            if "ratio" in t.params and t.state != TrialState.FAIL}
+    for r in opts.ratios:
+        if not (opts.ratio_low <= r <= opts.ratio_high):
+            raise SearchError(f"ratio {r} is outside the sampled range [{opts.ratio_low}, {opts.ratio_high}]")
+        if round(float(r), 9) not in seen:
+            study.enqueue_trial({"ratio": float(r)})
+            seen.add(round(float(r), 9))
+
+
 def run_search(opts: SearchOptions) -> optuna.Study:
     """Run trials until the study holds ``opts.trials`` complete ones (across all workers and resumes)."""
     check_profiles_timable(opts.profiles)
+    check_method(opts)
     study = open_study(opts)
     target = opts.trials or opts.space.search.trials
+    if opts.method == "dense":
+        target = 1  # one point: every dense trial would evaluate the same model
+    enqueue_ratios(study, opts)
     done = len(complete_trials(study))
     reporter = Reporter(target, done, opts.quiet)
     reporter.say(f"study {opts.name!r} in {opts.storage_url}: {done}/{target} complete trials; objectives "
