@@ -102,6 +102,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         interrupted = True
         import optuna
         study = optuna.load_study(study_name=opts.name, storage=opts.storage_url)
+    if not interrupted and profiles and opts.tune and not args.no_final_tune:
+        _retime(study, profiles, args.final_trials_per_task)
     names = study_profiles(study) or [None]
     for profile in names:
         front = pareto_frame(study, profile)
@@ -115,6 +117,27 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"interrupted: finished trials are saved; continue with the same command plus --resume",
               file=sys.stderr)
         return 130
+    return 0
+
+
+def _retime(study, profiles, trials_per_task) -> None:
+    from hwssl.retime import retime_pareto
+    retime_pareto(study, profiles, trials_per_task=trials_per_task,
+                  say=lambda line: print(line, file=sys.stderr))
+
+
+def cmd_retime(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hwssl.search import DEFAULT_STORAGE_FILE
+    storage = args.storage or f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
+    study = optuna.load_study(study_name=args.study, storage=storage)
+    paths = args.profile or [p["path"] for p in study.user_attrs.get("profiles", [])]
+    if not paths:
+        print("error: the study has no hardware profile to re-time on", file=sys.stderr)
+        return 2
+    _retime(study, _load_profiles(paths), args.trials_per_task)
+    print(f"re-timed the Pareto-optimal trials of {args.study!r}; rebuild the report with `hwssl report`")
     return 0
 
 
@@ -252,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval", type=int, default=30, help=argparse.SUPPRESS)
     p.add_argument("--grace-period", type=int, default=90, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-final-tune", action="store_true",
+                   help="skip the full tuning and re-timing of the Pareto-optimal trials at the end")
+    p.add_argument("--final-trials-per-task", type=int,
+                   help="MetaSchedule trials per task for that final re-timing (default: the profile's "
+                        "full_trials_per_task)")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
     p.add_argument("--method", default="ssl", choices=["ssl", "l1", "torch-pruning", "dense"],
                    help="ssl searches group strengths (default); l1 / torch-pruning search the pruning ratio "
@@ -280,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="search-space file the study used (default: the path the study recorded)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("retime", help="fully tune and re-time the Pareto-optimal trials of a study")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db)")
+    p.add_argument("--profile", action="append", default=[], metavar="FILE",
+                   help="profiles to re-time on (default: the study's)")
+    p.add_argument("--trials-per-task", type=int, help="default: each profile's full_trials_per_task")
+    p.set_defaults(func=cmd_retime)
 
     p = sub.add_parser("profiles", help="list hardware profiles and whether they can be timed here")
     p.add_argument("--dir", default="hardware_profiles")

@@ -126,7 +126,7 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
     return {
         "space_path": str(Path(opts.space.path).resolve()), "space_name": opts.space.name,
         "overrides": list(opts.overrides), "data_config": dataclasses.asdict(opts.space.data), "space_description": opts.space.description,
-        "model": opts.space.model.name, "data": opts.space.data.name,
+        "model": opts.space.model.name, "model_width": opts.space.model.width, "data": opts.space.data.name,
         "objectives": objective_names(opts.profiles),
         "profiles": [{"name": p.name, "path": str(Path(getattr(p, "path", "")).resolve()), "target": str(getattr(p, "target", "")),
                       "tuned": opts.tune} for p in opts.profiles],
