@@ -99,6 +99,20 @@ def test_arm_profile_cross_compiles_aarch64_library(tmp_path: Path) -> None:
     assert _elf_machine(kernels) == 183
 
 
+def test_arm_library_runs_under_qemu_and_matches(tmp_path: Path) -> None:
+    """Functional check of the aarch64 build: a C++ loader + the aarch64 TVM runtime under qemu-user."""
+    from hwssl.deploy.emulate import emulation_available, run_emulated
+
+    ok, why = emulation_available()
+    if not ok:
+        pytest.skip(why)
+    profile = load_profile(PROFILES / "arm_cortex_a72.toml")
+    for model, x in (tiny_net(), (LoweredShapeConv(stride=2).eval(), torch.randn(1, 3, 8, 8))):
+        compiled = compile_model(model, x, profile, make_target(profile))
+        result = run_emulated(compiled, profile, model, x)
+        assert result["max_abs_diff"] <= TOL
+
+
 @pytest.mark.skipif(gpu_available()[0], reason="a GPU is present; the no-GPU path is not exercised")
 def test_cuda_profile_compiles_without_gpu(tmp_path: Path) -> None:
     model, x = tiny_net()

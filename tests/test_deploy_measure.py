@@ -99,3 +99,33 @@ def test_tvm_thread_count_is_selected_per_measurement() -> None:
     assert configure_tvm_threads(ceiling) == ceiling
     assert tvm.runtime.num_threads() == ceiling
     configure_tvm_threads(1)
+
+
+@pytest.mark.slow
+def test_rpc_tuning_through_a_real_server(tmp_path: Path, rpc_server: int) -> None:
+    """MetaSchedule's RPC runner against the real server: candidates exported as .so and timed there."""
+    from test_deploy_support import ConvReLU
+
+    path = write_profile(tmp_path / "rpc_tune.toml", f"""
+name = "rpc_tune"
+threads = 1
+target = {{ kind = "llvm" }}
+[timing]
+warmup = 2
+number = 10
+repeat = 3
+min_repeat_ms = 5
+[tuning]
+builder_workers = 1
+[runner]
+kind = "rpc"
+host = "127.0.0.1"
+port = {rpc_server}
+""")
+    torch.manual_seed(0)
+    model, x = ConvReLU().eval(), torch.randn(1, 2, 6, 6)
+    r = measure_candidate(model, x, load_profile(path), arch_key="conv", tune=True, trials_per_task=2,
+                          cache_dir=tmp_path)
+    assert r["tuned"] and r["new_tasks"] == 1 and r["scheduled_kernels"] == 1
+    assert r["max_abs_diff"] <= 1e-5 and r["tvm"] > 0
+    assert "tvm_tmp_mod.so" in (tmp_path / "rpc_server.log").read_text()  # a tuning candidate ran remotely

@@ -7,3 +7,12 @@ __all__ = ["ConfigError", "TableReader", "load_toml"]
 from hwssl.config.space import SearchSpace, StrengthRange, load_search_space  # noqa: E402
 
 __all__ += ["SearchSpace", "StrengthRange", "load_search_space"]
+
+from hwssl.config.profile import (  # noqa: E402
+    HardwareProfile,
+    list_profiles,
+    load_profile,
+    profile_availability,
+)
+
+__all__ += ["HardwareProfile", "list_profiles", "load_profile", "profile_availability"]

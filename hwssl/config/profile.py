@@ -34,7 +34,8 @@ A profile is a TOML file (see ``hardware_profiles/``)::
     key = ""
     session_timeout_s = 60
 
-``mcpu = "host"`` in an llvm target is an hwssl extension: it becomes the LLVM
+An llvm target without ``num-cores`` gets ``num-cores = threads`` (MetaSchedule
+needs it). ``mcpu = "host"`` in an llvm target is an hwssl extension: it becomes the LLVM
 name of this machine's CPU when the target is built (LLVM itself rejects
 ``native`` for TVM's triples and silently falls back to generic code).
 

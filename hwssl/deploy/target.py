@@ -27,6 +27,8 @@ def _resolve(table: dict[str, Any]) -> dict[str, Any]:
 def make_target(profile: HardwareProfile) -> tvm.target.Target:
     """Build the profile's TVM target; attributes TVM rejects raise :class:`DeployError` naming the key."""
     target = _resolve(profile.target_dict())
+    if target["kind"] == "llvm" and "num-cores" not in target:
+        target["num-cores"] = profile.threads  # MetaSchedule refuses CPU targets without it
     host = _resolve(dict(profile.target_host)) if profile.target_host else None
     for key, table in (("target", target), ("target_host", host)):
         if table is None:

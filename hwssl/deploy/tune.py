@@ -133,14 +133,24 @@ def make_runner(profile: HardwareProfile) -> Any:
 
 @contextlib.contextmanager
 def _quiet_metaschedule() -> Iterator[None]:
-    """MetaSchedule prints a task table per batch to stdout; keep warnings only (full log in <db>/logs)."""
+    """MetaSchedule prints a task table per batch to stdout; keep warnings only (full log in <db>/logs).
+
+    Its logging setup also re-lists every handler of its logger by name and
+    fails on unnamed ones (e.g. a test runner's capture handler), so foreign
+    handlers are detached for the duration and put back afterwards.
+    """
     logger = logging.getLogger(_MS_LOGGER)
     saved = logger.level
+    foreign = [h for h in logger.handlers if not (h.get_name() or "").startswith(_MS_LOGGER)]
+    for handler in foreign:
+        logger.removeHandler(handler)
     logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
         logger.setLevel(saved)
+        for handler in foreign:
+            logger.addHandler(handler)
 
 
 def search_strategy(trials_per_task: int) -> Any:
