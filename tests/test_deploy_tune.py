@@ -89,3 +89,46 @@ def test_tiny_net_tuned_vs_untuned_and_bigger_budget(tmp_path: Path) -> None:
     print(f"reuse: tune {reuse['tune_s']:.2f} s, compile {reuse['compile_s']:.2f} s")
     bigger = measure_candidate(model, x, profile, arch_key="tiny", tune=True, trials_per_task=8, cache_dir=tmp_path)
     assert bigger["new_tasks"] == tuned["new_tasks"] and bigger["cached"] is False
+
+
+def test_database_is_claimed_by_one_target(tmp_path: Path) -> None:
+    """Schedules tuned for one CPU must not be applied to another: a database dir serves one target."""
+    import tvm
+
+    from hwssl.deploy import DeployError
+    from hwssl.deploy.tune import open_database
+
+    db = tmp_path / "db"
+    open_database(db, tvm.target.Target({"kind": "llvm", "num-cores": 2}))
+    open_database(db, tvm.target.Target({"kind": "llvm", "num-cores": 2}))  # same target: fine
+    open_database(db)  # no target given (plain reader): no check
+    with pytest.raises(DeployError, match="was made for target"):
+        open_database(db, tvm.target.Target({"kind": "llvm", "num-cores": 4}))
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_database(tmp_path: Path) -> None:
+    """Two workers tuning the same workload at once: the file lock makes one tune and the other reuse."""
+    profile_path = fast_cpu_profile(tmp_path)
+    script = textwrap.dedent(f"""
+        import json, sys, torch
+        sys.path.insert(0, {str(TESTS)!r})
+        from test_deploy_support import ConvReLU
+        from hwssl.config.profile import load_profile
+        from hwssl.deploy import measure_candidate
+        torch.manual_seed(0)
+        model, x = ConvReLU().eval(), torch.randn(1, 2, 6, 6)
+        r = measure_candidate(model, x, load_profile({str(profile_path)!r}), arch_key=sys.argv[1], tune=True,
+                              trials_per_task=2, cache_dir={str(tmp_path)!r}, torch_timing=False)
+        print("RESULT", json.dumps({{"new": r["new_tasks"], "reused": r["reused_tasks"]}}))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"worker{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=str(TESTS.parent)) for i in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+        results.append(json.loads(line[len("RESULT "):]))
+    assert sorted(r["new"] for r in results) == [0, 1]
+    assert sorted(r["reused"] for r in results) == [0, 1]

@@ -98,7 +98,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     database = None
     if will_tune:
         stats = tune_workloads(prepared, target, profile, trials_per_task=trials, db_dir=profile.database_dir(root))
-        database = open_database(profile.database_dir(root))
+        database = open_database(profile.database_dir(root), target, profile)
     compiled = build(prepared, target, database)
     compile_s = t_import + compiled.compile_s
 

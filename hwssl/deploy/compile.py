@@ -23,7 +23,6 @@ from tvm.s_tir import meta_schedule as ms
 
 from hwssl.config.profile import HardwareProfile, needs_cross_compiler, resolve_cross_compiler
 from hwssl.deploy.errors import DeployError
-from hwssl.deploy.target import is_gpu
 
 SCHEDULED_ATTR = "tirx.is_scheduled"
 

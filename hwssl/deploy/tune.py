@@ -34,6 +34,7 @@ from hwssl.deploy.compile import fuse
 from hwssl.deploy.errors import DeployError
 
 LEDGER = "hwssl_budgets.json"
+TARGET_MARKER = "hwssl_target.json"
 _MS_LOGGER = "tvm.s_tir.meta_schedule"
 
 
@@ -47,16 +48,39 @@ class TuneStats:
 
 
 @contextlib.contextmanager
-def locked_database(db_dir: Path) -> Iterator[Any]:
-    """The profile's JSONDatabase, loaded while holding the directory's lock."""
+def locked_database(db_dir: Path, target: tvm.target.Target | None = None,
+                    profile: HardwareProfile | None = None) -> Iterator[Any]:
+    """The profile's JSONDatabase, loaded while holding the directory's lock.
+
+    With ``target``, the directory is claimed for that exact target on first
+    use (``hwssl_target.json``) and refused for any other: MetaSchedule's
+    database does not filter records by target, so schedules tuned for one
+    CPU (say with AVX-512 or VNNI tensorization) would otherwise be applied to
+    another.
+    """
     db_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(db_dir / ".lock"):
+        if target is not None:
+            _claim(db_dir, str(target), profile)
         yield ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
 
 
-def open_database(db_dir: Path) -> Any:
+def _claim(db_dir: Path, target: str, profile: HardwareProfile | None) -> None:
+    marker = db_dir / TARGET_MARKER
+    if marker.is_file():
+        owner = json.loads(marker.read_text()).get("target")
+        if owner != target:
+            where = profile.path if profile is not None else str(db_dir)
+            raise DeployError(where, f"the tuning database {db_dir} was made for target {owner}, not {target}; "
+                              "delete it or point tuning.database elsewhere", key="tuning.database")
+        return
+    marker.write_text(json.dumps({"target": target}, indent=1))
+
+
+def open_database(db_dir: Path, target: tvm.target.Target | None = None,
+                  profile: HardwareProfile | None = None) -> Any:
     """Load the database (under the lock) for building; returns an in-memory snapshot."""
-    with locked_database(db_dir) as db:
+    with locked_database(db_dir, target, profile) as db:
         return db
 
 
@@ -180,7 +204,7 @@ def tune(prepared: tvm.IRModule, target: tvm.target.Target, profile: HardwarePro
     if builder is None:
         builder = warm_builder_for(profile)  # starts warming now, overlapping task extraction
     tasks = ms.relax_integration.extract_tasks(fuse(prepared, target), target)
-    with locked_database(db_dir) as db:
+    with locked_database(db_dir, target, profile) as db:
         ledger = _read_ledger(db_dir)
         keys = [workload_key(t, target) for t in tasks]
         new = [(t, k) for t, k in zip(tasks, keys) if ledger.get(k, 0) < trials_per_task]
