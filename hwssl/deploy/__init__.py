@@ -1,6 +1,7 @@
 """Deployment: compile compacted networks with TVM, tune them, time them per hardware profile.
 
-Public entry: :func:`measure_candidate`. Submodules: ``compile`` (export ->
+Public entry: :func:`measure_candidate`. Submodules (``hwssl.deploy.tune.tune`` is
+the tuning function; it is not re-exported because the name is the module's): ``compile`` (export ->
 Relax -> build), ``tune`` (MetaSchedule database per profile), ``measure``
 (local / RPC / PyTorch timing, per-kernel breakdown), ``cache`` (latency
 results on disk). Importing this package sets ``TVM_NUM_THREADS`` (if unset)
@@ -17,15 +18,13 @@ _os.environ.setdefault("TVM_NUM_THREADS", str(_os.cpu_count() or 1))
 
 from hwssl.deploy.errors import DeployError  # noqa: E402  (light; no TVM import)
 
-__all__ = ["DeployError", "measure_candidate", "compile_model", "export_library", "make_target", "tune",
-           "warm_builder_for"]
+__all__ = ["DeployError", "measure_candidate", "compile_model", "export_library", "make_target", "warm_builder_for"]
 
 _LAZY = {
     "measure_candidate": "hwssl.deploy.candidate",
     "compile_model": "hwssl.deploy.compile",
     "export_library": "hwssl.deploy.compile",
     "make_target": "hwssl.deploy.target",
-    "tune": "hwssl.deploy.tune",
     "warm_builder_for": "hwssl.deploy._builder",
 }
 

@@ -82,7 +82,8 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
                       trials_per_task=trials if will_tune else None, versions=_versions())
     if skipped is None:
         hit = cache.get(key)
-        if hit is not None and (hit.get("per_layer") or not per_layer):
+        wants_torch = torch_timing and not profile.is_remote
+        if hit is not None and (hit.get("per_layer") or not per_layer) and (hit.get("torch") or not wants_torch):
             hit["cached"] = True
             return hit
     if profile.is_remote:
