@@ -35,4 +35,8 @@ echo "[install] pip install -e .[test] (first run: ~2 min)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
 .venv/bin/python -c "import hwssl, torch, tvm, optuna" || { echo "[install] import check failed" >&2; exit 1; }
+# The aarch64 TVM runtime (two libraries from PyPI's aarch64 wheels, kept in ~/.cache/hwssl) lets
+# ARM builds run under qemu for a functional check. Optional: without it that check skips.
+.venv/bin/python -m hwssl.deploy.emulate fetch >/dev/null 2>&1 \
+  || echo "[install] aarch64 TVM runtime not fetched; the qemu check will skip" >&2
 echo "[install] ok: $(.venv/bin/python -c 'import torch, tvm; print("torch", torch.__version__, "tvm", tvm.__version__)')"
