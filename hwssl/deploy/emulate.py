@@ -111,6 +111,8 @@ def emulation_available(compiler: str = "aarch64-linux-gnu-g++") -> tuple[bool, 
 def fetch_runtime(dest: Path | None = None) -> Path:
     """Download the pinned aarch64 wheels with pip and keep only the two runtime libraries."""
     dest = dest or runtime_dir()
+    if all((dest / lib).is_file() for lib in RUNTIME_LIBS):
+        return dest  # already fetched (the versions are pinned)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
