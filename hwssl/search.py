@@ -25,7 +25,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 import sqlalchemy.exc
@@ -214,19 +214,34 @@ class Objective:
         self.reporter = reporter
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        from hwssl.evaluate import evaluate_candidate
+        opts, space = self.opts, self.opts.space
+        artifact = Path(opts.artifacts).resolve() / opts.name / f"trial-{trial.number:04d}"
+        common = dict(profiles=opts.profiles, tune=opts.tune, trials_per_task=opts.trials_per_task,
+                      save_dir=artifact, progress=self.reporter.phase)
+        if opts.method == "ssl":
+            from hwssl.evaluate import evaluate_candidate
 
-        space = self.opts.space
-        artifact = Path(self.opts.artifacts).resolve() / self.opts.name / f"trial-{trial.number:04d}"
-        if self.opts.method != "ssl":
-            return self._baseline(trial, artifact)
-        strengths = sample_strengths(trial, space)
-        trial.set_user_attr("strengths", strengths)
-        self.reporter.trial_started(trial.number, strengths)
+            strengths = sample_strengths(trial, space)
+            trial.set_user_attr("strengths", strengths)
+            self.reporter.trial_started(trial.number, strengths)
+            return self._record(trial, lambda: evaluate_candidate(space, strengths, **common))
+
+        # a baseline trial samples pruning ratio(s) instead of strengths (see hwssl.baselines)
+        from hwssl.baselines import RatioRange, evaluate_method, sample_method_params, site_names
+
+        ratio_range = RatioRange(opts.ratio_low, opts.ratio_high, opts.per_layer_ratios)
+        names = site_names(space) if opts.per_layer_ratios else ()
+        params = sample_method_params(trial, space, opts.method, ratio_range, opts.method_params, names)
+        trial.set_user_attr("method", opts.method)
+        trial.set_user_attr("method_params", params)
+        self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
+                                                   if isinstance(v, (int, float))}, label=opts.method)
+        return self._record(trial, lambda: evaluate_method(space, opts.method, params, **common))
+
+    def _record(self, trial: optuna.Trial, run: Callable[[], dict[str, Any]]) -> list[float]:
+        """Run one candidate; store its result and constraints, or its failure reason."""
         try:
-            result = evaluate_candidate(space, strengths, profiles=self.opts.profiles, tune=self.opts.tune,
-                                        trials_per_task=self.opts.trials_per_task, save_dir=artifact,
-                                        progress=self.reporter.phase)
+            result = run()
             values = objective_values(result, self.opts.profiles)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
@@ -237,37 +252,7 @@ class Objective:
             self.reporter.trial_failed(trial.number, exc)
             raise
         trial.set_user_attr("result", result)
-        set_constraints(trial, result, space)
-        self.reporter.trial_finished(trial.number, result, values)
-        return values
-
-    def _baseline(self, trial: optuna.Trial, artifact: Path) -> list[float]:
-        """A baseline trial: sample pruning ratio(s) instead of strengths (see hwssl.baselines)."""
-        from hwssl.baselines import RatioRange, evaluate_method, sample_method_params, site_names
-
-        opts, space = self.opts, self.opts.space
-        ratio_range = RatioRange(opts.ratio_low, opts.ratio_high, opts.per_layer_ratios)
-        names = site_names(space) if opts.per_layer_ratios else ()
-        params = sample_method_params(trial, space, opts.method, ratio_range, opts.method_params, names)
-        trial.set_user_attr("method", opts.method)
-        trial.set_user_attr("method_params", params)
-        self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
-                                                   if isinstance(v, (int, float))}, label=opts.method)
-        try:
-            result = evaluate_method(space, opts.method, params, profiles=opts.profiles, tune=opts.tune,
-                                     trials_per_task=opts.trials_per_task, save_dir=artifact,
-                                     progress=self.reporter.phase)
-            values = objective_values(result, opts.profiles)
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            raise
-        except Exception as exc:
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
-            self.reporter.trial_failed(trial.number, exc)
-            raise
-        trial.set_user_attr("result", result)
-        set_constraints(trial, result, space)
+        set_constraints(trial, result, self.opts.space)
         self.reporter.trial_finished(trial.number, result, values)
         return values
 
