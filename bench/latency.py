@@ -1,0 +1,93 @@
+"""Dense vs compacted latency, and TVM vs PyTorch eager, measured side by side in one run.
+
+For each net, one SSL candidate is trained from the space's cached dense checkpoint
+(``hwssl.evaluate.evaluate_candidate`` with the strengths given below), then the dense
+net and the compacted candidate are compiled and timed on one hardware profile with the
+same tuning budget (MetaSchedule database of the profile, reused across runs), and both
+are timed in PyTorch eager on the same host. Printed ratios:
+
+* ``dense/compact``: TVM latency of the dense net over that of the compacted one;
+* ``torch/tvm``: PyTorch eager latency over TVM latency for the same net.
+
+Commands (the targets of issue #3: LeNet compacted >= 5x, ResNet-20 >= 2.5x, tuned TVM
+>= 1.5x faster than PyTorch):
+
+  python bench/latency.py --nets lenet                      # a few minutes
+  python bench/latency.py --nets lenet,resnet20             # ResNet-20 tuning: tens of minutes on 2 cores
+  python bench/latency.py --nets lenet --no-tune            # untuned TVM (labelled)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CANDIDATES = {
+    # the calibrated shape+filter setting in the file's [strengths]
+    "lenet": ("search_spaces/lenet_mnist5k.toml", []),
+    # depth-wise SSL on the last block of stage 1 plus filter/shape sparsity inside blocks
+    "resnet20": ("search_spaces/resnet20_fmnist.toml",
+                 ["depth.layer1.2=5", "filter=0.3", "shape=0.3"]),
+}
+
+
+def _row(name: str, variant: str, macs: int, lat: dict) -> str:
+    tvm_ms, torch_ms = lat.get("tvm"), lat.get("torch")
+    ratio = f"{torch_ms / tvm_ms:8.2f}" if (tvm_ms and torch_ms) else "     n/a"
+    tvm_text = f"{tvm_ms:10.4f}" if tvm_ms is not None else "       n/a"
+    torch_text = f"{torch_ms:10.4f}" if torch_ms is not None else "       n/a"
+    state = "tuned" if lat.get("tuned") else "untuned"
+    return f"{name:<9} {variant:<9} {macs:>12,} {tvm_text} {torch_text} {ratio}  {state}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nets", default="lenet", help="comma-separated: lenet, resnet20")
+    parser.add_argument("--profile", default=str(ROOT / "hardware_profiles" / "x86_cpu.toml"))
+    parser.add_argument("--trials-per-task", type=int, help="default: the profile's full_trials_per_task")
+    parser.add_argument("--no-tune", action="store_true")
+    parser.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for every net's space")
+    args = parser.parse_args()
+
+    from hwssl.compact import arch_key, load_compacted
+    from hwssl.config import load_search_space
+    from hwssl.config.profile import load_profile
+    from hwssl.deploy import measure_candidate
+    from hwssl.evaluate import evaluate_candidate, prepare
+    from hwssl.sparsity import count_macs
+
+    profile = load_profile(args.profile)
+    budget = args.trials_per_task or profile.tuning.full_trials_per_task
+    lines = [f"profile {profile.name} ({args.profile}); TVM {'untuned' if args.no_tune else f'tuned, {budget} trials per task'};"
+             f" PyTorch eager with {profile.threads} threads; times in ms, batch 1",
+             f"{'net':<9} {'variant':<9} {'MACs':>12} {'TVM ms':>10} {'torch ms':>10} {'torch/tvm':>8}"]
+    summary = []
+    for name in [n.strip() for n in args.nets.split(",") if n.strip()]:
+        path, sets = CANDIDATES[name]
+        space = load_search_space(ROOT / path, sets + args.set)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = evaluate_candidate(space, profiles=(), save_dir=tmp)
+            compact = load_compacted(tmp)
+        dense = prepare(space).dense_model().eval()
+        example = torch.zeros(1, *dense.spec["input"])
+        lat = {}
+        for variant, model in (("dense", dense), ("compacted", compact)):
+            lat[variant] = measure_candidate(model, example, profile, arch_key=arch_key(model.spec),
+                                             tune=not args.no_tune, trials_per_task=budget)
+            macs, _ = count_macs(model, model.spec["input"])
+            lines.append(_row(name, variant, macs, lat[variant]))
+        d, c = lat["dense"].get("tvm"), lat["compacted"].get("tvm")
+        summary.append(f"{name}: compacted is {d / c:.2f}x faster than dense in TVM "
+                       f"(MACs {result['flops_ratio']:.2f}x fewer; val accuracy {result['accuracy_dense']:.4f} -> "
+                       f"{result['accuracy']:.4f}, test {result['accuracy_dense_test']:.4f} -> "
+                       f"{result['accuracy_test']:.4f}; blocks removed {result['blocks_removed']})")
+    print("\n".join(lines + [""] + summary))
+
+
+if __name__ == "__main__":
+    main()
