@@ -123,6 +123,9 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
         return result
 
     tm = time.perf_counter()
+    # PyTorch first: right after a TVM timing loop, TVM's spinning pool threads and PyTorch's
+    # OpenMP threads fight over the cores and PyTorch reads up to ~10x slow (seen on 2 cores).
+    tt = time_torch(model, example_input, profile) if (torch_timing and not profile.is_remote) else None
     if profile.is_remote:
         with tempfile.TemporaryDirectory(prefix="hwssl-rpc-") as tmp:
             dev = run_rpc(compiled, profile, example_input, reference, per_layer=per_layer, workdir=Path(tmp))
@@ -133,8 +136,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
                   per_layer=dev.per_layer, device=dev.device)
     if dev.timing.threads is not None:
         result["tvm_threads"] = dev.timing.threads
-    if torch_timing and not profile.is_remote:
-        tt = time_torch(model, example_input, profile)
+    if tt is not None:
         result.update(torch=tt.median_ms, torch_samples_ms=tt.samples_ms)
     elif profile.is_remote:
         result["torch_note"] = "PyTorch eager is timed on this host only; not comparable to the RPC device"
