@@ -40,13 +40,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     space = _load_space(args.space, args.set)
     profiles = _load_profiles(args.profile)
-    progress = None
-    if not args.json:
-        def progress(phase: str, i: int, n: int) -> None:
-            if i == n or i % 50 == 0:
-                print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+    def show_progress(phase: str, i: int, n: int) -> None:
+        if i == n or i % 50 == 0:
+            print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+
     result = evaluate_candidate(space, profiles=profiles, tune=not args.no_tune, per_layer=args.per_layer,
-                                save_dir=args.out, progress=progress)
+                                save_dir=args.out, progress=None if args.json else show_progress)
     if args.json:
         if not args.with_arch:
             result.pop("arch", None)
@@ -114,7 +113,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.no_report:
         _report_after_search(study, opts.storage_url)
     if interrupted:
-        print(f"interrupted: finished trials are saved; continue with the same command plus --resume",
+        print("interrupted: finished trials are saved; continue with the same command plus --resume",
               file=sys.stderr)
         return 130
     return 0

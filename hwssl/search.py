@@ -18,7 +18,6 @@ strengths, and runs that baseline through the same harness; the study records
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 import traceback

@@ -17,7 +17,6 @@ from hwssl.evaluate import prepare
 from hwssl.models import build_model, model_spec
 from hwssl.results import trials_frame
 from hwssl.search import SearchError, SearchOptions, run_search
-from hwssl.sparsity import sparsity_stats
 
 
 def _randomise_bn(model, seed=0):

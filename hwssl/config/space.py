@@ -180,7 +180,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: str) -> dic
 
 
 def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
-    from hwssl.data import available_datasets, dataset_info
+    from hwssl.data import available_datasets
     from hwssl.models import available_models
 
     path = str(path)
