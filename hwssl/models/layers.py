@@ -36,6 +36,25 @@ def group_columns_by_offset(columns: Sequence[Sequence[int]]) -> list[tuple[int,
     return [(i, j, sorted(chs)) for (i, j), chs in sorted(by_offset.items())]
 
 
+def gather_kept_columns(x: torch.Tensor, owner: nn.Module, offsets: Sequence[tuple[int, int, str | None]],
+                        kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """im2col restricted to the kept columns: one strided slice per kernel offset ``(i, j)``,
+    gathering the channels in buffer ``owner.<name>`` (all channels when ``name`` is None),
+    concatenated to (N, K, Ho, Wo) for a 1x1 convolution."""
+    if padding:
+        x = F.pad(x, (padding,) * 4)
+    ho = (x.shape[2] - kernel_size) // stride + 1
+    wo = (x.shape[3] - kernel_size) // stride + 1
+    s = stride
+    parts = []
+    for i, j, name in offsets:
+        patch = x[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
+        if name is not None:
+            patch = patch.index_select(1, getattr(owner, name))
+        parts.append(patch)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 def canonical_columns(columns: Sequence[Sequence[int]]) -> list[tuple[int, int, int]]:
     """Columns in the order the lowered weight matrix stores them."""
     return [(c, i, j) for i, j, chs in group_columns_by_offset(columns) for c in chs]
@@ -96,18 +115,7 @@ class CompactConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lowered:
-            if self.padding:
-                x = F.pad(x, (self.padding,) * 4)
-            ho = (x.shape[2] - self.kernel_size) // self.stride + 1
-            wo = (x.shape[3] - self.kernel_size) // self.stride + 1
-            s = self.stride
-            parts = []
-            for i, j, name in self._offsets:
-                patch = x[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
-                if name is not None:
-                    patch = patch.index_select(1, getattr(self, name))
-                parts.append(patch)
-            cols = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            cols = gather_kept_columns(x, self, self._offsets, self.kernel_size, self.stride, self.padding)
             out = F.conv2d(cols, self.weight, self.bias)
         else:
             if self.in_index is not None:

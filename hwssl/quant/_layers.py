@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hwssl.models.layers import gather_kept_columns
 from hwssl.quant._fixedpoint import QSpec, QuantError, choose_shift, fixed_point
 
 INT32_MAX = 2**31 - 1
@@ -71,19 +72,7 @@ class QConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lowered:
-            p = int(self.padding)
-            if p:
-                x = F.pad(x, (p, p, p, p))
-            s, k = int(self.stride), self.kernel_size
-            ho = (x.shape[2] - k) // s + 1
-            wo = (x.shape[3] - k) // s + 1
-            parts = []
-            for i, j, name in self._offsets:
-                patch = x[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
-                if name is not None:
-                    patch = patch.index_select(1, getattr(self, name))
-                parts.append(patch)
-            cols = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            cols = gather_kept_columns(x, self, self._offsets, self.kernel_size, int(self.stride), int(self.padding))
             return F.conv2d(cols.to(torch.int32), self.weight.to(torch.int32))
         if self.in_index is not None:
             x = x.index_select(1, self.in_index)
