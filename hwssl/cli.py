@@ -45,7 +45,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
 
     result = evaluate_candidate(space, profiles=profiles, tune=not args.no_tune, per_layer=args.per_layer,
-                                save_dir=args.out, progress=None if args.json else show_progress)
+                                save_dir=args.out, progress=None if args.json else show_progress,
+                                precision=args.precision, int8=True if args.int8 else None)
     if args.json:
         if not args.with_arch:
             result.pop("arch", None)
@@ -74,6 +75,13 @@ def _summary(r: dict) -> str:
         dense = r["latency_ms_dense"][prof]
         lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
                      f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
+    if "accuracy_int8" in r:
+        lines.append(f"  int8      val {r['accuracy_int8']:.4f}, test {r['accuracy_int8_test']:.4f}; "
+                     f"{'integer-only' if r['integer_only'] else 'NOT integer-only'}, {len(r['float_ops'])} float "
+                     f"blocks; deployed as {r.get('precision', 'fp32')}")
+        for prof, lat in r.get("latency_ms_int8", {}).items():
+            lines.append(f"  int8 latency [{prof}] tvm {lat.get('tvm')} ms, "
+                         f"{'tuned' if lat.get('tuned') else 'untuned'}{' (' + lat['skipped'] + ')' if lat.get('skipped') else ''}")
     return "\n".join(lines)
 
 
@@ -251,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="append", default=[], metavar="FILE", help="hardware profile to time on")
     p.add_argument("--no-tune", action="store_true", help="time untuned TVM builds (labelled 'untuned')")
     p.add_argument("--per-layer", action="store_true", help="add a per-layer latency breakdown")
+    p.add_argument("--int8", action="store_true",
+                   help="also measure the int8 variant (accuracy_int8, latency_ms_int8, integer_only, float_ops)")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="what the candidate deploys as: int8 makes the int8 variant the headline numbers")
     p.add_argument("--out", help="save the compacted model (arch.json + weights.pt) here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--with-arch", action="store_true", help="include the full architecture spec in the JSON")

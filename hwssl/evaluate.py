@@ -119,9 +119,19 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
 def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, params: dict[str, Any],
                      sparsify: PhaseResult | None, profiles: Sequence[Any] = (), tune: bool = True,
                      trials_per_task: int | None = None, per_layer: bool = False,
-                     save_dir: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                     save_dir: str | Path | None = None, progress: Progress | None = None,
+                     precision: str = "fp32", int8: bool | None = None) -> dict[str, Any]:
     """Shared by every method (SSL and the baselines): compact the sparse dense-architecture
-    model (verified), fine-tune it, and measure accuracy, cost and latency."""
+    model (verified), fine-tune it, and measure accuracy, cost and latency.
+
+    ``precision`` is what the candidate deploys as: with ``"int8"`` the headline fields
+    (``accuracy``, ``accuracy_test``, ``latency_ms``) describe its int8 variant and the fp32
+    numbers move to ``accuracy_fp32``, ``accuracy_fp32_test`` and ``latency_ms_fp32``, so the
+    search, Pareto fronts and report treat both precisions alike. ``int8`` also measures the
+    int8 variant of an fp32 candidate (default: the space's ``quant.every_trial``).
+    """
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
     space, splits, spec, ckpt, wall = start.space, start.splits, start.spec, start.ckpt, start.wall
     t = space.train
     dense = start.dense_model()
@@ -170,9 +180,9 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     if profiles:
         td = time.perf_counter()
         from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
-        example = splits.val.tensors[0][:1]
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
         for profile in profiles:
+            example = profile.example_input(splits.val.tensors[0])
             result["latency_ms"][profile.name] = measure_candidate(
                 small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
                 trials_per_task=trials_per_task, per_layer=per_layer)
@@ -180,6 +190,13 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
                 dense.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
                 trials_per_task=trials_per_task, per_layer=False)
         wall["deploy"] = time.perf_counter() - td
+    if precision == "int8" or (space.quant.every_trial if int8 is None else int8):
+        ti = time.perf_counter()
+        add_int8_variant(result, start, small, profiles, tune=tune, trials_per_task=trials_per_task)
+        wall["int8"] = time.perf_counter() - ti
+    result["precision"] = precision
+    if precision == "int8":
+        deploy_int8(result)
     if save_dir is not None:
         save_compacted(small, save_dir)
         result["saved_to"] = str(save_dir)
@@ -188,14 +205,51 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     return result
 
 
+def calibration_subset(train_images: torch.Tensor, seed: int, count: int) -> torch.Tensor:
+    """``count`` training images for int8 calibration: a fixed random subset per space seed (so an
+    export reproduces the int8 network a trial measured)."""
+    g = torch.Generator().manual_seed(seed + 3)
+    return train_images[torch.randperm(len(train_images), generator=g)[:count]]
+
+
+def calibration_images(start: DenseStart) -> torch.Tensor:
+    return calibration_subset(start.splits.train.tensors[0], start.space.seed, start.space.quant.calib_images)
+
+
+def add_int8_variant(result: dict[str, Any], start: DenseStart, compacted: nn.Module, profiles: Sequence[Any], *,
+                     tune: bool, trials_per_task: int | None) -> None:
+    """Quantise the compacted candidate and add ``accuracy_int8``, ``accuracy_int8_test``,
+    ``latency_ms_int8``, ``integer_only``, ``strict_integer_only``, ``float_ops`` and ``int8``."""
+    from hwssl.quant.candidate import int8_variant  # deferred: TVM import is slow
+
+    q = start.space.quant
+    result.update(int8_variant(compacted, calibration_images(start), start.splits.val, start.splits.test, profiles,
+                               arch_key=result["arch_key"], calibration=q.calibration, tune=tune,
+                               trials_per_task=trials_per_task))
+
+
+INT8_TORCH_NOTE = "torch: PyTorch eager of the fp32 candidate (eager has no fast int8 convolution on CPU)"
+
+
+def deploy_int8(result: dict[str, Any]) -> None:
+    """Make the int8 variant the headline of ``result`` (fp32 numbers kept under ``*_fp32``)."""
+    result["accuracy_fp32"], result["accuracy_fp32_test"] = result["accuracy"], result["accuracy_test"]
+    result["accuracy"], result["accuracy_test"] = result["accuracy_int8"], result["accuracy_int8_test"]
+    if "latency_ms" in result:
+        fp32 = result["latency_ms_fp32"] = result["latency_ms"]
+        result["latency_ms"] = {name: {**lat, "torch": fp32.get(name, {}).get("torch"), "torch_note": INT8_TORCH_NOTE}
+                                for name, lat in result["latency_ms_int8"].items()}
+
+
 def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = None, *,
                        profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
                        per_layer: bool = False, save_dir: str | Path | None = None,
-                       progress: Progress | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, precision: str = "fp32",
+                       int8: bool | None = None) -> dict[str, Any]:
     """Train, sparsify with SSL, compact, fine-tune and measure one strength setting."""
     strengths = dict(space.strengths if strengths is None else strengths)
     start = prepare(space, progress)
     sparse, phase = ssl_sparsify(start, strengths, progress)
     return finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
                             tune=tune, trials_per_task=trials_per_task, per_layer=per_layer, save_dir=save_dir,
-                            progress=progress)
+                            progress=progress, precision=precision, int8=int8)

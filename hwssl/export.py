@@ -21,6 +21,7 @@ the recorded mean/std and accuracies always belong to the exported model.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib.util
 import json
@@ -180,6 +181,32 @@ def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: 
     return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
 
 
+def _int8_network(model: nn.Module, splits: Any, space: Any) -> nn.Module:
+    """The int8 network an int8 trial measured: same calibration images, same calibration."""
+    from hwssl.evaluate import calibration_subset
+    from hwssl.quant import quantize_model
+
+    calib = calibration_subset(splits.train.tensors[0], space.seed, space.quant.calib_images)
+    return quantize_model(model, calib, calibration=space.quant.calibration)
+
+
+def _build_int8_library(qnet: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
+    """The integer network through hwssl.quant (int8 x int8 -> int32 kernels), with the profile's
+    tuning records when there are any."""
+    from hwssl.deploy import export_library
+    from hwssl.quant import compile_int8
+
+    database, db_dir = None, profile.database_dir()
+    if (db_dir / "database_tuning_record.json").is_file():
+        from hwssl.deploy.tune import open_database
+        database = open_database(db_dir)
+    compiled, _report, _stats = compile_int8(qnet, example, profile, database=database)
+    export_library(compiled, profile, path)
+    return {"target": str(compiled.target), "builder": "hwssl.quant", "database": str(db_dir) if database else None,
+            "scheduled_kernels": compiled.scheduled_kernels, "total_kernels": compiled.total_kernels,
+            "tuned": bool(database is not None and compiled.scheduled_kernels > 0)}
+
+
 def _runs_here(profile: Any) -> bool:
     from hwssl.config.profile import gpu_available, needs_cross_compiler
     if needs_cross_compiler(profile):
@@ -227,28 +254,31 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
     for name in ("arch.json", "weights.pt"):
         shutil.copy2(source / name, out / name)
     model = load_exported(out)
+    precision = result.get("precision", "fp32")
+    deployed = _int8_network(model, splits, space) if precision == "int8" else model
     warnings: list[str] = []
-    test_acc = accuracy(model, splits.test)
+    test_acc = accuracy(deployed, splits.test)
     if test_acc != result["accuracy_test"]:
         warnings.append(f"test accuracy of the exported model is {test_acc:.6f}, the study recorded "
                         f"{result['accuracy_test']:.6f}")
 
     info = splits.info
     spec = json.loads((out / "arch.json").read_text())
-    input_shape = [1, *spec["input"]]
-    example = splits.test.tensors[0][:1]
+    batch = prof.batch if prof is not None else 1  # the library is compiled for the profile's batch
+    input_shape = [batch, *spec["input"]]
+    example = prof.example_input(splits.test.tensors[0]) if prof is not None else splits.test.tensors[0][:1]
     d = space.data
     config: dict[str, Any] = {
         "format": EXPORT_FORMAT, "hwssl_version": hwssl.__version__, "torch_version": torch.__version__,
         "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "study": study.study_name, "storage": display_url(storage) if storage else None, "trial": trial.number,
-        "model": result.get("model"), "arch_key": result.get("arch_key"),
+        "model": result.get("model"), "arch_key": result.get("arch_key"), "precision": precision,
         "files": {"arch": "arch.json", "weights": "weights.pt", "library": None},
         "input": {"shape": input_shape, "dtype": "float32", "layout": "NCHW",
                   "pixel_scale": _pixel_scale(d.name, d.path),
                   "mean": list(splits.mean), "std": list(splits.std),
                   "preprocess": "x = (pixels / pixel_scale - mean[c]) / std[c] per channel c"},
-        "output": {"shape": [1, info.num_classes], "kind": "logits",
+        "output": {"shape": [batch, info.num_classes], "kind": "logits",
                    "classes": list(info.class_names) or [str(i) for i in range(info.num_classes)]},
         "data": {"name": d.name, "description": info.description, "split": result.get("split"),
                  "load_dataset": {"name": d.name, "val_fraction": d.val_fraction,
@@ -265,6 +295,13 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
         "latency_ms_dense": result.get("latency_ms_dense") or {},
         "profile": None, "library": None,
     }
+    if precision == "int8":
+        config["int8"] = {"note": "model.so runs the post-training int8 network (float image in, float logits "
+                                  "out); arch.json/weights.pt are the fp32 network it was quantised from",
+                          "accuracy_fp32": {"validation": result.get("accuracy_fp32"),
+                                            "test": result.get("accuracy_fp32_test")},
+                          "integer_only": result.get("integer_only"), "float_ops": result.get("float_ops"),
+                          "calibration": dataclasses.asdict(space.quant), "scales": deployed.info}
     for timings in (config["latency_ms"], config["latency_ms_dense"]):
         for value in timings.values():
             if isinstance(value, dict):
@@ -272,19 +309,20 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
 
     if prof is not None:
         lib_path = out / LIBRARY_FILE
-        built = _build_library(model, example, prof, lib_path)
+        built = (_build_int8_library(deployed, example, prof, lib_path) if precision == "int8"
+                 else _build_library(model, example, prof, lib_path))
         config["files"]["library"] = LIBRARY_FILE
         config["profile"] = {"name": prof.name, "path": prof.path, "target": prof.target,
                              "threads": prof.threads, "runner": prof.runner.address()}
         import tvm
-        library = {"file": LIBRARY_FILE, "batch": 1, **built, "tvm_version": tvm.__version__}
+        library = {"file": LIBRARY_FILE, "batch": batch, **built, "tvm_version": tvm.__version__}
         if not built["tuned"]:
             warnings.append(f"the library for {prof.name} is built WITHOUT tuned schedules (no MetaSchedule "
                             f"records in {prof.database_dir()}); it will run slower than tuned code")
         if prof.name not in config["latency_ms"]:
             warnings.append(f"the study recorded no latency on {prof.name}; time the library before relying on it")
         if _runs_here(prof):
-            diff = _check_library(out, model, example, prof.target_kind == "cuda")
+            diff = _check_library(out, deployed, example, prof.target_kind == "cuda")
             library["max_abs_diff_vs_pytorch"] = diff
             if not diff <= TVM_TOLERANCE:
                 warnings.append(f"TVM output differs from PyTorch by {diff:.3g} (> {TVM_TOLERANCE})")

@@ -45,6 +45,7 @@ def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
         "fail_reason": trial.user_attrs.get("fail_reason"),
         "method": result.get("method", "ssl"),
+        "precision": result.get("precision", trial.user_attrs.get("precision", "fp32")),
     }
     if result:
         row.update({
@@ -54,7 +55,14 @@ def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
             "params": result["params"], "params_dense": result["params_dense"],
             "blocks_removed": len(result["blocks_removed"]), "conv_layers": result["conv_layers"],
             "ssl_step_overhead": result["ssl_step_overhead"],
+            "accuracy_fp32": result.get("accuracy_fp32", result["accuracy"]),
+            "accuracy_int8": result.get("accuracy_int8"), "accuracy_int8_test": result.get("accuracy_int8_test"),
+            "integer_only": result.get("integer_only"),
+            "float_ops": len(result["float_ops"]) if "float_ops" in result else None,
         })
+        ratio = result.get("method_params", {}).get("ratio") if result.get("method", "ssl") != "ssl" else None
+        if isinstance(ratio, (int, float)):
+            row["ratio"] = float(ratio)
         for p in profiles:
             tvm = trial_latency(result, p, "tvm")
             dense_source = (result.get("latency_ms_dense_final", {}).get(p)
@@ -66,6 +74,8 @@ def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
                                       or result.get("latency_ms", {}).get(p, {})).get("tuned", False))
             row[f"dense_tvm_ms:{p}"] = dense
             row[f"speedup:{p}"] = (dense / tvm) if (dense and tvm) else None
+            if "latency_ms_int8" in result:
+                row[f"int8_ms:{p}"] = result["latency_ms_int8"].get(p, {}).get("tvm")
     for key, value in trial.user_attrs.get("strengths", {}).items():
         row[f"λ {key}"] = value
     return row

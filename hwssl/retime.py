@@ -42,6 +42,28 @@ def _dense_model(study: optuna.Study) -> torch.nn.Module:
                                   width)).eval()
 
 
+def _int8_latency(study: optuna.Study, model: torch.nn.Module, result: dict[str, Any], profile: Any,
+                  budget: int) -> dict[str, Any]:
+    """Full-budget timing of an int8 trial's integer network. Latency depends on the architecture
+    only, so any calibration images of the study's data set give the same kernels."""
+    from hwssl.data import load_dataset
+    from hwssl.evaluate import INT8_TORCH_NOTE
+    from hwssl.quant import quantize_model
+    from hwssl.quant.candidate import measure_int8
+
+    attrs = study.user_attrs
+    quant = attrs.get("quant", {})
+    data = load_dataset(**{k: (v or None) if k.endswith(("subset", "path")) else v
+                           for k, v in attrs["data_config"].items()}, seed=attrs.get("seed", 0))
+    calib = data.train.tensors[0][:quant.get("calib_images", 256)]
+    qnet = quantize_model(model, calib, calibration=quant.get("calibration", "max"))
+    latency = measure_int8(qnet, profile.example_input(calib), profile, arch_key=result["arch_key"], tune=True,
+                           trials_per_task=budget)
+    latency["torch"] = result.get("latency_ms", {}).get(profile.name, {}).get("torch")
+    latency["torch_note"] = INT8_TORCH_NOTE
+    return latency
+
+
 def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_task: int | None = None,
                   say: Callable[[str], None] = print) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
@@ -61,17 +83,21 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             trial = by_number[number]
             result = trial.user_attrs["result"]
             model = _candidate_model(study, trial)
-            example = torch.zeros(1, *result["arch"]["input"])
-            say(f"[retime] {profile.name}: trial {number} with {budget} trials per task")
-            latency = measure_candidate(model, example, profile, arch_key=result["arch_key"], tune=True,
-                                        trials_per_task=budget)
+            example = torch.zeros(profile.batch, *result["arch"]["input"])
+            int8 = result.get("precision") == "int8"
+            say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
+            if int8:
+                latency = _int8_latency(study, model, result, profile, budget)
+            else:
+                latency = measure_candidate(model, example, profile, arch_key=result["arch_key"], tune=True,
+                                            trials_per_task=budget)
             key = f"{FINAL_PREFIX}{number}"
             stored = dict(study.user_attrs.get(key, {}))
             stored[profile.name] = latency
             study.set_user_attr(key, stored)
         if dense is None:
             dense = _dense_model(study)
-        example = torch.zeros(1, *dense.spec["input"])
+        example = torch.zeros(profile.batch, *dense.spec["input"])
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
         latency = measure_candidate(dense, example, profile, arch_key=arch_key(dense.spec), tune=True,
                                     trials_per_task=budget)

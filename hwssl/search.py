@@ -134,6 +134,8 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
         "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
         "artifacts": str(Path(opts.artifacts).resolve()),
         "method": opts.method, "method_params": dict(opts.method_params),
+        "precision": list(opts.space.search.precision), "seed": opts.space.seed,
+        "quant": dataclasses.asdict(opts.space.quant),
         "ratio_range": None if opts.method in ("ssl", "dense") else
         {"low": opts.ratio_low, "high": opts.ratio_high, "per_layer": opts.per_layer_ratios},
     }
@@ -183,6 +185,12 @@ def sample_strengths(trial: optuna.Trial, space: SearchSpace) -> dict[str, float
     return strengths
 
 
+def sample_precision(trial: optuna.Trial, space: SearchSpace) -> str:
+    """The precision the candidate deploys as: a searched dimension when the space lists several."""
+    choices = list(space.search.precision)
+    return choices[0] if len(choices) == 1 else str(trial.suggest_categorical("precision", choices))
+
+
 def objective_values(result: dict[str, Any], profiles: Sequence[Any]) -> list[float]:
     values = [float(result["accuracy"])]
     if not profiles:
@@ -215,14 +223,16 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> list[float]:
         opts, space = self.opts, self.opts.space
         artifact = Path(opts.artifacts).resolve() / opts.name / f"trial-{trial.number:04d}"
+        precision = sample_precision(trial, space)
         common = dict(profiles=opts.profiles, tune=opts.tune, trials_per_task=opts.trials_per_task,
-                      save_dir=artifact, progress=self.reporter.phase)
+                      save_dir=artifact, progress=self.reporter.phase, precision=precision)
         if opts.method == "ssl":
             from hwssl.evaluate import evaluate_candidate
 
             strengths = sample_strengths(trial, space)
             trial.set_user_attr("strengths", strengths)
-            self.reporter.trial_started(trial.number, strengths)
+            trial.set_user_attr("precision", precision)
+            self.reporter.trial_started(trial.number, strengths, precision=precision)
             return self._record(trial, lambda: evaluate_candidate(space, strengths, **common))
 
         # a baseline trial samples pruning ratio(s) instead of strengths (see hwssl.baselines)
@@ -233,8 +243,10 @@ class Objective:
         params = sample_method_params(trial, space, opts.method, ratio_range, opts.method_params, names)
         trial.set_user_attr("method", opts.method)
         trial.set_user_attr("method_params", params)
+        trial.set_user_attr("precision", precision)
         self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
-                                                   if isinstance(v, (int, float))}, label=opts.method)
+                                                   if isinstance(v, (int, float))}, label=opts.method,
+                                    precision=precision)
         return self._record(trial, lambda: evaluate_method(space, opts.method, params, **common))
 
     def _record(self, trial: optuna.Trial, run: Callable[[], dict[str, Any]]) -> list[float]:
@@ -274,8 +286,10 @@ class Reporter:
         if not self.quiet:
             self._tqdm.write(line, file=sys.stderr)
 
-    def trial_started(self, number: int, strengths: dict[str, float], label: str = "strengths") -> None:
-        self.say(f"[trial {number}] {label} " + ", ".join(f"{k}={v:.3g}" for k, v in strengths.items()))
+    def trial_started(self, number: int, strengths: dict[str, float], label: str = "strengths",
+                      precision: str = "fp32") -> None:
+        tag = "" if precision == "fp32" else f" [{precision}]"
+        self.say(f"[trial {number}]{tag} {label} " + ", ".join(f"{k}={v:.3g}" for k, v in strengths.items()))
 
     def phase(self, phase: str, step: int, total: int) -> None:
         if not self.enabled:
@@ -300,7 +314,9 @@ class Reporter:
         self.study_bar.update(1)
         lat = " ".join(f"{p}={v.get('tvm'):.3f}ms" for p, v in result.get("latency_ms", {}).items()
                        if v.get("tvm") is not None)
-        self.say(f"[trial {number}] done in {result['wall_s']['total']:.0f}s: val acc {result['accuracy']:.4f} "
+        tag = "" if result.get("precision", "fp32") == "fp32" else (
+            f" [{result['precision']}, {'integer-only' if result.get('integer_only') else 'NOT integer-only'}]")
+        self.say(f"[trial {number}]{tag} done in {result['wall_s']['total']:.0f}s: val acc {result['accuracy']:.4f} "
                  f"(dense {result['accuracy_dense']:.4f}), MACs {result['flops_ratio']:.2f}x fewer"
                  f"{', blocks removed ' + str(len(result['blocks_removed'])) if result['blocks_removed'] else ''}"
                  f"{', ' + lat if lat else ''}")
@@ -346,7 +362,12 @@ class StopRule:
 
 
 def check_method(opts: SearchOptions) -> None:
-    """Reject an unknown method or bad fixed parameters before any trial runs."""
+    """Reject an unknown method, bad fixed parameters, or an int8 search without a cost that int8
+    changes, before any trial runs."""
+    if "int8" in opts.space.search.precision and not opts.profiles:
+        raise SearchError(f"{opts.space.path}: search.precision includes int8, but no --profile is given: int8 "
+                          "changes latency, not MACs, so the front would only lose accuracy; add --profile FILE "
+                          "or set search.precision = [\"fp32\"]")
     if opts.method == "ssl":
         return
     from hwssl.baselines import MethodError, check_params

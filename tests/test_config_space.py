@@ -34,6 +34,14 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
     assert space.name == "space"
     assert space.ssl.mode == "proximal" and space.ssl.scale_by_group_size is False
     assert space.train.threads == 1
+    assert space.search.precision == ("fp32",) and space.quant.calibration == "max"
+
+
+def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
+    space = load_search_space(_write(tmp_path, BASE), ['search.precision=["fp32", "int8"]',
+                                                      "quant.calib_images=128", "quant.every_trial=true"])
+    assert space.search.precision == ("fp32", "int8")
+    assert space.quant.calib_images == 128 and space.quant.every_trial is True
 
 
 @pytest.mark.parametrize("extra, key, expected", [
@@ -49,6 +57,11 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
     ('[ssl]\nmode = "proximl"\n', "ssl.mode", "did you mean 'proximal'"),
     ('[search]\nsampler = "cmaes"\n', "search.sampler", "expected one of"),
     ('colour = 3\n', "colour", "unknown key"),
+    ('[search]\nprecision = ["fp16"]\n', "search.precision", "expected entries from ['fp32', 'int8']"),
+    ('[search]\nprecision = "int8"\n', "search.precision", "expected a list of strings"),
+    ('[search]\nprecision = ["int8", "int8"]\n', "search.precision", "distinct values"),
+    ('[quant]\ncalibration = "entropy"\n', "quant.calibration", "expected one of"),
+    ('[quant]\ncalib_images = 0\n', "quant.calib_images", "expected an integer >= 1"),
 ])
 def test_bad_value_names_file_and_key(tmp_path, extra, key, expected):
     text = BASE + extra if not extra.startswith("colour") else extra + BASE

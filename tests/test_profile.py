@@ -68,6 +68,17 @@ def test_key_is_stable_and_tracks_latency_fields(tmp_path: Path) -> None:
     assert hash(a) == hash(load_profile(tmp_path / "a.toml"))
 
 
+def test_batch_sets_the_timed_input(tmp_path: Path) -> None:
+    import torch
+
+    one = load_profile(write(tmp_path, MINIMAL, "one.toml"))
+    four = load_profile(write(tmp_path, MINIMAL + "batch = 4\n", "four.toml"))
+    images = torch.arange(3 * 2 * 5 * 5, dtype=torch.float32).reshape(3, 2, 5, 5)
+    assert one.batch == 1 and one.example_input(images).shape == (1, 2, 5, 5)
+    x = four.example_input(images)  # fewer images than the batch: repeated
+    assert x.shape == (4, 2, 5, 5) and torch.equal(x[3], images[0]) and torch.equal(x[:3], images)
+
+
 def test_database_dir_resolution(tmp_path: Path) -> None:
     p = load_profile(write(tmp_path, MINIMAL + 'name = "box"\n'))
     assert p.database_dir(tmp_path / "cache") == (tmp_path / "cache" / "tuning" / "box").resolve()
@@ -120,6 +131,7 @@ def test_list_profiles_rows(tmp_path: Path) -> None:
         (MINIMAL + "[timing]\nnumber = 0\n", "timing.number", "expected an integer >= 1, got 0"),
         (MINIMAL + 'threads = "2"\n', "threads", "expected an integer"),
         (MINIMAL + "channel_round = 1.5\n", "channel_round", "expected an integer"),
+        (MINIMAL + "batch = 0\n", "batch", "expected an integer >= 1, got 0"),
         (MINIMAL + "[tuning]\nbuilder_timeout_s = -1\n", "tuning.builder_timeout_s", ">= 1"),
         ('target = { kind = "opencl" }\n', "target.kind", "expected one of ['llvm', 'cuda']"),
         ('target = { kind = "lvm" }\n', "target.kind", "did you mean 'llvm'"),

@@ -64,7 +64,7 @@ def test_sigkilled_worker_loses_no_finished_trial_and_its_running_trial_is_retri
             trials = study.get_trials()
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
             running = [t for t in trials if t.state == TrialState.RUNNING]
-            if complete and running:
+            if complete and running and running[0].params:  # params are sampled just after the trial starts
                 before = {t.number: (t.values, t.user_attrs["result"]["accuracy"]) for t in complete}
                 killed = running[0].number
                 killed_params = running[0].params

@@ -71,7 +71,7 @@ def fresh_start(start: Any) -> Any:
 def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] | None = None, *,
                     profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
                     per_layer: bool = False, save_dir: str | Path | None = None, progress: Any = None,
-                    start: Any = None) -> dict[str, Any]:
+                    start: Any = None, precision: str = "fp32", int8: bool | None = None) -> dict[str, Any]:
     """One candidate of any method, end to end; the same result dict as
     :func:`hwssl.evaluate.evaluate_candidate` plus ``baseline`` (what the method did).
     ``start`` (from :func:`hwssl.evaluate.prepare`) is reused when given."""
@@ -89,7 +89,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
         sparse, phase, info = _sparsifier(method)(start, params, progress)
     result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,
                               tune=tune, trials_per_task=trials_per_task, per_layer=per_layer,
-                              save_dir=save_dir, progress=progress)
+                              save_dir=save_dir, progress=progress, precision=precision, int8=int8)
     if info is not None:
         result["baseline"] = info
     return result

@@ -5,6 +5,7 @@ A profile is a TOML file (see ``hardware_profiles/``)::
     name = "x86_cpu"                    # defaults to the file stem
     description = "this machine's CPU"
     threads = 2                         # TVM runtime and PyTorch threads while timing
+    batch = 1                           # images per inference the deployment runs (latency is per batch)
     channel_round = 4                   # round kept channels to a multiple of this
     cross_compiler = ""                 # e.g. "aarch64-linux-gnu-g++"; "" = the host's compiler
 
@@ -117,6 +118,7 @@ class HardwareProfile:
     threads: int = 1
     channel_round: int = 1
     cross_compiler: str = ""
+    batch: int = 1
     timing: TimingSettings = field(default_factory=TimingSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
@@ -131,6 +133,14 @@ class HardwareProfile:
     @property
     def is_remote(self) -> bool:
         return self.runner.kind == "rpc"
+
+    def example_input(self, images: Any) -> Any:
+        """The input a timing uses: the first ``batch`` of ``images`` (a tensor N x C x H x W), repeated
+        when there are fewer."""
+        n = len(images)
+        if n >= self.batch:
+            return images[:self.batch]
+        return images.repeat((self.batch + n - 1) // n, *([1] * (images.dim() - 1)))[:self.batch]
 
     def target_dict(self) -> dict[str, Any]:
         """A fresh copy of the target table (safe to mutate)."""
@@ -213,6 +223,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
     if target_host is not None and target_host["kind"] != "llvm":
         raise r.error("target_host.kind", f"expected 'llvm' (the host runs the CPU side), got {target_host['kind']!r}")
     threads = r.integer("threads", 1, minimum=1)
+    batch = r.integer("batch", 1, minimum=1)
     channel_round = r.integer("channel_round", 1, minimum=1)
     cross_compiler = r.string("cross_compiler", "")
 
@@ -260,7 +271,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
                           f"{target['mtriple']!r} cannot run on this {platform.machine()} host with "
                           "runner.kind = 'local'; use runner.kind = 'rpc' and a cross_compiler")
     return HardwareProfile(name=name, path=path, target=target, target_host=target_host, description=description,
-                           threads=threads, channel_round=channel_round, cross_compiler=cross_compiler,
+                           threads=threads, channel_round=channel_round, cross_compiler=cross_compiler, batch=batch,
                            timing=timing, tuning=tuning, runner=runner)
 
 

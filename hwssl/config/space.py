@@ -39,12 +39,18 @@ Format (every key optional unless marked)::
     min_shape_sparsity = 0.25
     channel_round = 1
 
+    [quant]                          # the int8 variant (hwssl.quant): post-training, integer-only
+    calibration = "max"              # max | percentile (activation ranges)
+    calib_images = 256               # training images used to calibrate
+    every_trial = false              # also measure the int8 variant of fp32 trials
+
     [strengths]                      # the strengths `hwssl evaluate` uses (overridden by --set)
     "shape.conv1" = 0.003            # <type> | <type>.<stage> | <type>.<layer>
 
     [search]                         # used by `hwssl search`
     trials = 20
     sampler = "nsga2"                # nsga2 | tpe | random
+    precision = ["fp32"]             # ["fp32", "int8"]: precision is a searched dimension
     [search.strengths."shape.conv1"] # one searched dimension per key
     low = 1e-4
     high = 3e-2
@@ -66,6 +72,8 @@ from hwssl.config._reader import ConfigError, TableReader, load_toml
 
 MODES = ("proximal", "subgradient")
 SAMPLERS = ("nsga2", "tpe", "random")
+PRECISIONS = ("fp32", "int8")
+CALIBRATIONS = ("max", "percentile")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,15 @@ class CompactConfig:
 
 
 @dataclass(frozen=True)
+class QuantConfig:
+    """The int8 variant of a candidate (see :mod:`hwssl.quant`)."""
+
+    calibration: str = "max"
+    calib_images: int = 256
+    every_trial: bool = False
+
+
+@dataclass(frozen=True)
 class StrengthRange:
     low: float
     high: float
@@ -126,6 +143,7 @@ class SearchConfig:
     strengths: dict[str, StrengthRange] = field(default_factory=dict)
     min_accuracy: float = 0.0
     max_latency_ms: dict[str, float] = field(default_factory=dict)
+    precision: tuple[str, ...] = ("fp32",)
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,7 @@ class SearchSpace:
     compact: CompactConfig
     strengths: dict[str, float]
     search: SearchConfig
+    quant: QuantConfig = QuantConfig()
 
     def with_strengths(self, strengths: Mapping[str, float]) -> "SearchSpace":
         from dataclasses import replace
@@ -168,14 +187,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: str) -> dic
         head = key.split(".", 1)[0]
         if head in GROUP_TYPES:
             raw.setdefault("strengths", {})[key] = _parse_value(value.strip())
-        elif "." in key and head in ("model", "data", "train", "ssl", "compact"):
+        elif "." in key and head in ("model", "data", "train", "ssl", "compact", "quant", "search"):
             raw.setdefault(head, {})[key.split(".", 1)[1]] = _parse_value(value.strip())
         elif key in ("seed", "name", "description"):
             raw[key] = _parse_value(value.strip())
         else:
             raise ConfigError(path, key, "--set key must be a strength (<type>[.<scope>], type one of "
                                          f"{list(GROUP_TYPES)}) or <section>.<key> with section in "
-                                         "model, data, train, ssl, compact")
+                                         "model, data, train, ssl, compact, quant, search")
     return raw
 
 
@@ -222,6 +241,11 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
                             c.integer("channel_round", 1, minimum=1))
     c.finish()
 
+    q = top.sub("quant")
+    quant = QuantConfig(q.string("calibration", "max", choices=CALIBRATIONS),
+                        q.integer("calib_images", 256, minimum=1), q.boolean("every_trial", False))
+    q.finish()
+
     st = top.sub("strengths")
     strengths = {key: st.number(key, minimum=0) for key in list(st.table)}
     st.finish()
@@ -245,12 +269,16 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     max_latency = {k: lat.number(k, positive=True) for k in list(lat.table)}
     lat.finish()
     co.finish()
+    precision = se.string_list("precision", ["fp32"], choices=PRECISIONS)
+    if not precision or len(set(precision)) != len(precision):
+        raise se.error("precision", f"expected a non-empty list of distinct values out of {list(PRECISIONS)}, "
+                                    f"got {precision}")
     search = SearchConfig(se.integer("trials", 20, minimum=1), se.string("sampler", "nsga2", choices=SAMPLERS),
-                          ranges, min_accuracy, max_latency)
+                          ranges, min_accuracy, max_latency, tuple(precision))
     se.finish()
     top.finish()
 
-    space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search)
+    space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search, quant)
     _check_against_model(space, top)
     return space
 

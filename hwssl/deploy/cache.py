@@ -13,7 +13,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from hwssl.cache import stable_hash
 from hwssl.config.profile import HardwareProfile
@@ -43,10 +43,12 @@ def device_fingerprint(profile: HardwareProfile) -> str:
 
 
 def latency_key(*, arch_key: str, profile: HardwareProfile, target: str, tuned: bool, trials_per_task: int | None,
-                versions: dict[str, str]) -> str:
+                versions: dict[str, str], input_shape: Sequence[int]) -> str:
+    """Cache key of one timing: architecture, input shape (batch), profile, target, device, tuning, versions."""
     tuning = {"tuned": True, "trials_per_task": trials_per_task} if tuned else {"tuned": False}
-    return stable_hash({"arch": arch_key, "profile": profile.key(), "target": target,
-                        "device": device_fingerprint(profile), "tuning": tuning, "versions": versions}, length=24)
+    return stable_hash({"arch": arch_key, "input": [int(d) for d in input_shape], "profile": profile.key(),
+                        "target": target, "device": device_fingerprint(profile), "tuning": tuning,
+                        "versions": versions}, length=24)
 
 
 class LatencyCache:

@@ -79,7 +79,8 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
 
     cache = LatencyCache(root, profile.name)
     key = latency_key(arch_key=arch_key, profile=profile, target=tstr, tuned=will_tune,
-                      trials_per_task=trials if will_tune else None, versions=_versions())
+                      trials_per_task=trials if will_tune else None, versions=_versions(),
+                      input_shape=tuple(example_input.shape))
     if skipped is None:
         hit = cache.get(key)
         wants_torch = torch_timing and not profile.is_remote

@@ -75,6 +75,7 @@ class FrontView:
     hv_ref_cost: float | None = None
     hv_ref_note: str = ""
     hv_last_gain: int | None = None                      # trial that last raised the hypervolume
+    int8: list[bool] = field(default_factory=list)       # per trial: deployed as int8 (else fp32)
     svg: str = ""
 
     @property
@@ -151,6 +152,7 @@ class Candidate:
     latency_missing: list[str]   # profiles without a per-layer breakdown
     saved_to: str | None
     final: list[str] = field(default_factory=list)   # profiles whose numbers are final (fully tuned) re-timings
+    float_ops: list[str] = field(default_factory=list)  # float blocks left in its int8 variant
     svg: str = ""
 
 
@@ -179,6 +181,12 @@ class ReportData:
     failed: list[dict[str, Any]]
     deployments: list[Deployment]
     constraints: dict[str, Any]
+
+    @property
+    def has_int8(self) -> bool:
+        """Any trial recorded an int8 variant (deployed as int8, or measured beside fp32)."""
+        return bool(not self.frame.empty and "accuracy_int8" in self.frame
+                    and self.frame["accuracy_int8"].notna().any())
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -276,7 +284,7 @@ def _hypervolume(view: FrontView) -> None:
 
 def _front_view(done: list[FrozenTrial], profile: ProfileView | None,
                 constraints: dict[str, Any]) -> FrontView:
-    trials, acc, acc_test, cost = [], [], [], []
+    trials, acc, acc_test, cost, int8 = [], [], [], [], []
     for t in done:
         result = t.user_attrs["result"]
         c = _num(result.get("flops")) if profile is None else _num(trial_latency(result, profile.name, "tvm"))
@@ -287,6 +295,7 @@ def _front_view(done: list[FrozenTrial], profile: ProfileView | None,
         acc.append(a)
         acc_test.append(_num(result.get("accuracy_test")))
         cost.append(c)
+        int8.append(result.get("precision") == "int8")
     min_acc = constraints["min_accuracy"]
     max_cost = constraints["max_latency_ms"].get(profile.name) if profile else None
     front = [trials[i] for i in pareto_indices(acc, cost)]
@@ -295,7 +304,7 @@ def _front_view(done: list[FrozenTrial], profile: ProfileView | None,
     view = FrontView(key=profile.name if profile else MACS, profile=profile, trials=trials, acc=acc,
                      acc_test=acc_test, cost=cost, front=front, knee=knee, picks=[], recommended=None,
                      recommended_note="", constraints_met=False, min_accuracy=min_acc, max_cost=max_cost,
-                     dense_acc=None, dense_cost=None, dense_note="")
+                     dense_acc=None, dense_cost=None, dense_note="", int8=int8)
     view.dense_acc, view.dense_cost, view.dense_note, dense_kind = _dense(done, profile.name if profile else None)
     if profile is not None and dense_kind and dense_kind != "tuned" and profile.tuning == "tuned":
         view.dense_warning = (f"on {profile.name} the candidates' timings are tuned but the dense baseline's are "
@@ -459,7 +468,8 @@ def collect(study: optuna.Study, storage_url: str) -> ReportData:
             strengths=dict(t.user_attrs.get("strengths") or result.get("strengths") or {}),
             layers=rows, blocks_removed=list(result.get("blocks_removed") or []), latency=lat,
             latency_missing=missing, saved_to=result.get("saved_to"),
-            final=[p.name for p in profiles if result.get("latency_ms_final", {}).get(p.name) is not None]))
+            final=[p.name for p in profiles if result.get("latency_ms_final", {}).get(p.name) is not None],
+            float_ops=[str(op) for op in result.get("float_ops") or []]))
     strength_keys = sorted({k for t in done for k in (t.user_attrs.get("strengths") or {})})
     pareto_rows = [c.row | {"fronts": c.fronts, "strengths": c.strengths, "final": c.final}
                    for c in candidates if c.fronts]

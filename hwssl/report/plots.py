@@ -21,6 +21,7 @@ from hwssl.report.collect import Candidate, FrontView, RankView
 FRONT = "#1f5fa8"
 FAINT = "#9aa5b1"
 DENSE = "#222222"
+INT8_MARKER = "^"                       # int8 trials on front plots (fp32: circles)
 KNEE = "#e07b00"
 RECOMMENDED = "#1a8f3c"
 PICKS = ("#8e44ad", "#c0392b", "#16a085")
@@ -107,17 +108,28 @@ def front_svg(view: FrontView) -> str:
         on_front = set(view.front)
         others = [i for i, t in enumerate(view.trials) if t not in on_front]
         handles = []
+        int8 = view.int8 or [False] * len(view.trials)
+        for quantised, marker in ((False, "o"), (True, INT8_MARKER)):
+            idx = [i for i in others if int8[i] == quantised]
+            if idx:
+                ax.scatter([view.cost[i] for i in idx], [view.acc[i] for i in idx], s=22 if marker == "o" else 30,
+                           color=FAINT, alpha=0.55, linewidths=0, zorder=2, marker=marker)
         if others:
-            ax.scatter([view.cost[i] for i in others], [view.acc[i] for i in others], s=22, color=FAINT,
-                       alpha=0.55, linewidths=0, zorder=2)
             handles.append(Line2D([], [], ls="", marker="o", color=FAINT, alpha=0.55,
                                   label=f"dominated trials ({len(others)})"))
         fx = [view.cost[pos[t]] for t in view.front]
         fy = [view.acc[pos[t]] for t in view.front]
         if fx:
             ax.plot(fx, fy, drawstyle="steps-post", color=FRONT, lw=1.3, alpha=0.6, zorder=3)
-            ax.scatter(fx, fy, s=42, color=FRONT, zorder=4, edgecolors="white", linewidths=0.8)
+            for quantised, marker in ((False, "o"), (True, INT8_MARKER)):
+                idx = [pos[t] for t in view.front if int8[pos[t]] == quantised]
+                if idx:
+                    ax.scatter([view.cost[i] for i in idx], [view.acc[i] for i in idx], s=42 if marker == "o" else 60,
+                               color=FRONT, zorder=4, edgecolors="white", linewidths=0.8, marker=marker)
             handles.append(Line2D([], [], ls="-", marker="o", color=FRONT, label=f"Pareto front ({len(fx)})"))
+        if any(int8):
+            handles.append(Line2D([], [], ls="", marker=INT8_MARKER, color=FAINT,
+                                  label=f"int8 trials ({sum(int8)}; others fp32)"))
         if view.dense_acc is not None and view.dense_cost is not None:
             ax.scatter([view.dense_cost], [view.dense_acc], marker="D", s=55, color=DENSE, zorder=5)
             handles.append(Line2D([], [], ls="", marker="D", color=DENSE, label="dense baseline"))
@@ -162,7 +174,8 @@ def front_svg(view: FrontView) -> str:
         if view.dense_acc is not None and view.dense_cost is not None:
             points.append((view.dense_cost, view.dense_acc))
             labels.append((view.dense_cost, view.dense_acc, "dense"))
-        labels += [(view.cost[pos[t]], view.acc[pos[t]], f"#{t}") for t in view.front]
+        labels += [(view.cost[pos[t]], view.acc[pos[t]], f"#{t}" + (" int8" if int8[pos[t]] else ""))
+                   for t in view.front]
         place_labels(ax, labels, avoid=points, fontsize=8, color=FRONT)
         for text in ax.texts:
             if text.get_text() == "dense":
