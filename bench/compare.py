@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,29 +56,10 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from hwssl.config import load_search_space  # noqa: E402
-from hwssl.pareto import hypervolume, pareto_indices  # noqa: E402
-from hwssl.results import trial_latency  # noqa: E402
+from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summarise  # noqa: E402
 from hwssl.search import SearchOptions, open_study, run_search  # noqa: E402
 
 METHODS = ("ssl", "l1", "torch-pruning", "dense")
-REF_ACC_MARGIN = 0.01
-REF_COST = 1.05
-
-
-@dataclass
-class Point:
-    method: str
-    trial: int
-    accuracy: float
-    accuracy_test: float
-    cost: float            # MACs or latency (ms)
-    cost_dense: float
-    params: str
-    wall_s: float
-
-    @property
-    def rel(self) -> float:
-        return self.cost / self.cost_dense
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--artifacts", default="hwssl-artifacts")
     p.add_argument("--fresh", action="store_true", help="delete this comparison's studies first")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.add_argument("--report-dir", help="where the HTML report with every method overlaid goes "
+                                        "(default reports/<prefix>-<space>[-<profile>]-methods)")
+    p.add_argument("--no-report", action="store_true", help="print only; no HTML report")
     return p.parse_args(argv)
 
 
@@ -161,55 +144,6 @@ def run_method(args: argparse.Namespace, space: Any, profiles: list[Any], method
     return study, time.perf_counter() - t0
 
 
-def collect(method: str, study: optuna.Study, profile: str | None) -> tuple[list[Point], list[str]]:
-    points, failures = [], []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.FAIL:
-            failures.append(f"trial {t.number}: {t.user_attrs.get('fail_reason', '?')}")
-        if t.state != TrialState.COMPLETE or "result" not in t.user_attrs:
-            continue
-        r = t.user_attrs["result"]
-        if profile:
-            cost = trial_latency(r, profile, "tvm")
-            dense = (r.get("latency_ms_dense", {}).get(profile) or {}).get("tvm")
-            if cost is None or not dense:
-                failures.append(f"trial {t.number}: no latency on {profile}")
-                continue
-        else:
-            cost, dense = float(r["flops"]), float(r["flops_dense"])
-        mp = r.get("method_params") or {}
-        if method == "ssl":
-            desc = " ".join(f"{k}={v:.2g}" for k, v in mp.items() if v)
-        else:
-            desc = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in mp.items())
-        points.append(Point(method, t.number, float(r["accuracy"]), float(r["accuracy_test"]), float(cost),
-                            float(dense), desc or "-", float(r.get("wall_s", {}).get("total", 0.0))))
-    return points, failures
-
-
-def front(points: list[Point]) -> list[Point]:
-    return [points[i] for i in pareto_indices([p.accuracy for p in points], [p.rel for p in points])]
-
-
-def dominance_bands(fronts: dict[str, list[Point]]) -> list[tuple[float, float, list[str], dict[str, float]]]:
-    """For cost budgets between consecutive front costs: which method reaches the best accuracy
-    within that relative cost (ties share the band)."""
-    cuts = sorted({p.rel for pts in fronts.values() for p in pts})
-    bands = []
-    for k, c in enumerate(cuts):
-        best = {m: max((p.accuracy for p in pts if p.rel <= c + 1e-12), default=None) for m, pts in fronts.items()}
-        best = {m: a for m, a in best.items() if a is not None}
-        top = max(best.values())
-        winners = sorted(m for m, a in best.items() if abs(a - top) < 1e-12)
-        hi = cuts[k + 1] if k + 1 < len(cuts) else float("inf")
-        if bands and bands[-1][2] == winners:
-            lo, _, w, b = bands[-1]
-            bands[-1] = (lo, hi, w, best)
-        else:
-            bands.append((c, hi, winners, best))
-    return bands
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     space = load_search_space(args.space, list(args.set))
@@ -243,20 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     n_val = len(load_space_data(space).val)
     print(f"# objective: validation accuracy on {n_val} images (one image = {100 / max(1, n_val):.2f} pt); "
           f"test accuracy is shown, never optimised")
-    points: dict[str, list[Point]] = {}
+    studies: dict[str, optuna.Study] = {}
     wall: dict[str, float] = {}
-    failures: dict[str, list[str]] = {}
     for m in methods:
         print(f"# running {m} ...", flush=True)
-        study, wall[m] = run_method(args, space, profiles, m)
-        points[m], failures[m] = collect(m, study, profile)
+        studies[m], wall[m] = run_method(args, space, profiles, m)
 
-    allpts = [p for pts in points.values() for p in pts]
+    summaries, ref_acc = summarise([studies[m] for m in methods], profile)
+    by_method = {s.method: s for s in summaries}
+    allpts = [p for s in summaries for p in s.points]
     if not allpts:
         print("no complete trials")
         return 1
-    ref_acc = min(p.accuracy for p in allpts) - REF_ACC_MARGIN
-    fronts = {m: front(pts) for m, pts in points.items() if pts}
+    fronts = {s.method: s.front for s in summaries if s.points}
     unit = "ms" if profile else "MACs"
     print()
     print(f"Reference point (shared by all methods): val accuracy {ref_acc:.4f} (worst point - {REF_ACC_MARGIN}), "
@@ -265,14 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'method':<14} {'trials':>6} {'front':>5} {'best acc':>9} {'min cost':>9} {'HV':>8} {'wall min':>9} "
           f"{'trial s':>8}")
     for m in methods:
-        pts = points.get(m, [])
-        if not pts:
-            print(f"{m:<14} {0:>6}   (no complete trials{'; ' + failures[m][0] if failures.get(m) else ''})")
+        s = by_method[m]
+        if not s.points:
+            print(f"{m:<14} {0:>6}   (no complete trials{'; ' + s.failures[0] if s.failures else ''})")
             continue
-        hv = hypervolume([p.accuracy for p in pts], [p.rel for p in pts], ref_acc, REF_COST)
-        mean_s = sum(p.wall_s for p in pts) / len(pts)
-        print(f"{m:<14} {len(pts):>6} {len(fronts[m]):>5} {max(p.accuracy for p in pts):>9.4f} "
-              f"{min(p.rel for p in pts):>9.3f} {hv:>8.4f} {wall[m] / 60:>9.1f} {mean_s:>8.0f}")
+        print(f"{m:<14} {len(s.points):>6} {len(s.front):>5} {s.best_accuracy:>9.4f} {s.min_rel_cost:>9.3f} "
+              f"{s.hv:>8.4f} {wall[m] / 60:>9.1f} {s.trial_s / len(s.points):>8.0f}")
     print("  (HV: area of (val accuracy, cost/dense) dominated up to the reference; min cost relative to dense)")
 
     for m in methods:
@@ -281,17 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"Front: {m}")
         print(f"  {'trial':>5} {'val acc':>8} {'test acc':>8} {'cost ' + unit:>14} {'x dense':>8}  params")
-        for p in sorted(fronts[m], key=lambda q: q.rel):
+        for p in fronts[m]:
             cost = f"{p.cost:,.0f}" if not profile else f"{p.cost:.4f}"
             print(f"  {p.trial:>5} {p.accuracy:>8.4f} {p.accuracy_test:>8.4f} {cost:>14} {p.rel:>8.3f}  {p.params}")
-    for m, fails in failures.items():
-        for f in fails:
-            print(f"  [{m}] failed {f}")
+    for s in summaries:
+        for f in s.failures:
+            print(f"  [{s.method}] failed {f}")
 
     joint = front(allpts)
     print()
     print("Joint front (all methods): " + ", ".join(f"{p.method}#{p.trial} ({p.accuracy:.4f} @ {p.rel:.3f}x)"
-                                                   for p in sorted(joint, key=lambda q: q.rel)))
+                                                   for p in joint))
     print("Who dominates where (best val accuracy reachable within a relative cost budget):")
     for lo, hi, winners, best in dominance_bands(fronts):
         others = ", ".join(f"{m} {a:.4f}" for m, a in sorted(best.items(), key=lambda kv: -kv[1])
@@ -299,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         rng = f"[{lo:.3f}, {hi:.3f})" if hi != float("inf") else f"[{lo:.3f}, ...)"
         print(f"  cost/dense in {rng:<18} {'+'.join(winners):<22} {best[winners[0]]:.4f}"
               f"{'   vs ' + others if others else ''}")
+    if not args.no_report and "ssl" in studies:
+        from hwssl.report import build_report
+        out = Path(args.report_dir or ROOT / "reports" / study_name(args, space, profiles, "methods"))
+        path = build_report(studies["ssl"], out, args.storage,
+                            compare=[studies[m] for m in methods if m != "ssl"])
+        print(f"\nreport (SSL study with the baselines overlaid): {path}")
     return 0
 
 

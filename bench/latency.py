@@ -15,15 +15,16 @@ Commands (the targets of issue #3: LeNet compacted >= 5x, ResNet-20 >= 2.5x, tun
   python bench/latency.py --nets lenet                      # a few minutes
   python bench/latency.py --nets lenet,resnet20             # ResNet-20 tuning: tens of minutes on 2 cores
   python bench/latency.py --nets lenet --no-tune            # untuned TVM (labelled)
+  python bench/latency.py --nets lenet --batch 16           # per batch of 16 (dispatch overhead amortised)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +32,9 @@ CANDIDATES = {
     # the calibrated shape+filter setting in the file's [strengths]
     "lenet": ("search_spaces/lenet_mnist5k.toml", []),
     # depth-wise SSL on the last block of stage 1 plus filter/shape sparsity inside blocks
-    "resnet20": ("search_spaces/resnet20_fmnist.toml",
-                 ["depth.layer1.2=5", "filter=0.3", "shape=0.3"]),
+    # uniform depth 5 removes six of the nine residual blocks here (bench/paper.py docstring), plus
+    # filter sparsity inside the remaining blocks: aimed at the >= 2.5x target
+    "resnet20": ("search_spaces/resnet20_fmnist.toml", ["depth=5", "filter=0.2"]),
 }
 
 
@@ -52,6 +54,8 @@ def main() -> None:
     parser.add_argument("--trials-per-task", type=int, help="default: the profile's full_trials_per_task")
     parser.add_argument("--no-tune", action="store_true")
     parser.add_argument("--set", action="append", default=[], help="extra KEY=VALUE for every net's space")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per inference (default: the profile's batch); latency is per batch")
     args = parser.parse_args()
 
     from hwssl.compact import arch_key, load_compacted
@@ -62,9 +66,11 @@ def main() -> None:
     from hwssl.sparsity import count_macs
 
     profile = load_profile(args.profile)
+    if args.batch:
+        profile = dataclasses.replace(profile, batch=args.batch)
     budget = args.trials_per_task or profile.tuning.full_trials_per_task
     lines = [f"profile {profile.name} ({args.profile}); TVM {'untuned' if args.no_tune else f'tuned, {budget} trials per task'};"
-             f" PyTorch eager with {profile.threads} threads; times in ms, batch 1",
+             f" PyTorch eager with {profile.threads} threads; times in ms per batch of {profile.batch}",
              f"{'net':<9} {'variant':<9} {'MACs':>12} {'TVM ms':>10} {'torch ms':>10} {'torch/tvm':>8}"]
     summary = []
     for name in [n.strip() for n in args.nets.split(",") if n.strip()]:
@@ -73,8 +79,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = evaluate_candidate(space, profiles=(), save_dir=tmp)
             compact = load_compacted(tmp)
-        dense = prepare(space).dense_model().eval()
-        example = torch.zeros(1, *dense.spec["input"])
+        start = prepare(space)
+        dense = start.dense_model().eval()
+        example = profile.example_input(start.splits.val.tensors[0])
         lat = {}
         for variant, model in (("dense", dense), ("compacted", compact)):
             lat[variant] = measure_candidate(model, example, profile, arch_key=arch_key(model.spec),

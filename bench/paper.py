@@ -21,13 +21,16 @@ instead of CIFAR-10. The strengths below are this repo's proximal-mode strengths
 range about 0.2-0.8 for LeNet here), picked once to land near the paper's structures;
 they are flags, not tuned per run.
 
-The depth strengths of the ResNet part (``--depth-strengths``, default 3,5) are a first
-guess, not a calibration (another engineer is calibrating depth strengths; pass the
-calibrated value when it is known). Reasoning: the proximal step shrinks a block's group
-norm by lr*lambda per step, i.e. by about 3.1*lambda over the 4 SSL epochs (628 steps,
-cosine from 0.01), and the dense blocks' norms are about 10 (stage 1), 13-14 (stage 2)
-and 18-19 (stage 3); so lambda 3 can remove stage-1 blocks and 5 reach into stage 2,
-before the data gradient pushes back.
+The depth strengths of the ResNet part (``--depth-strengths``, default
+``depth.layer1.2=5,4``): each comma item is one run, either a uniform strength for every
+block (``4``) or per stage/block keys (``depth.layer1.2=5``, several joined by ``;``).
+Measured here (4 SSL + 2 recovery epochs): uniform 3 removes no block, 4 the three blocks
+of stage 1 (20 -> 14 layers), 5 six blocks; ``depth.layer1.2=5`` removes that one block
+(20 -> 18 layers, the paper's SSL-ResNet-18 shape). Reasoning: the proximal step shrinks a
+block's group norm by lr*lambda per step, about 3.1*lambda over the 4 SSL epochs (628
+steps, cosine from 0.01), and the dense blocks' norms are about 10 (stage 1), 13-14
+(stage 2) and 18-19 (stage 3), so the threshold between "no block" and "a whole stage" is
+sharp; per-block strengths pick the blocks.
 
 Commands (2-core x86 machine, one torch thread):
 
@@ -36,7 +39,7 @@ Commands (2-core x86 machine, one torch thread):
   # LeNet with per-layer TVM timings on x86 (untuned TVM, labelled as such):
   python bench/paper.py --part lenet --profile hardware_profiles/x86_cpu.toml --no-tune
   # ResNet-20 depth-wise, about 7 min per strength (dense checkpoint cached in .hwssl-cache/):
-  python bench/paper.py --part resnet --depth-strengths 3,5
+  python bench/paper.py --part resnet --depth-strengths depth.layer1.2=5,4
   # shorter: --resnet-set train.ssl_epochs=2 --resnet-set train.recover_epochs=1
 """
 
@@ -101,8 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help=f"strengths of row {row} ({ROW_KIND[row]}; default {default})")
     p.add_argument("--lenet-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a LeNet space setting, e.g. train.ssl_epochs=8 (budget)")
-    p.add_argument("--depth-strengths", default="3,5",
-                   help="depth strengths for ResNet-20 (comma list; default 3,5 -- a first guess, see docstring)")
+    p.add_argument("--depth-strengths", default="depth.layer1.2=5,4",
+                   help="one ResNet-20 run per comma item: a uniform depth strength (4) or per stage/block keys "
+                        "(depth.layer1.2=5, several joined by ';'); default depth.layer1.2=5,4")
     p.add_argument("--resnet-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a ResNet space setting, e.g. train.ssl_epochs=2 (budget)")
     p.add_argument("--profile", help="hardware profile for per-layer timings (else speedups are n/a)")
@@ -250,26 +254,39 @@ def _shape_per_channel(layer: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- ResNet
+def parse_depth_setting(item: str) -> tuple[str, dict[str, float]]:
+    """``4`` (uniform: every block) or ``depth.layer1.2=5`` / ``depth.stage1=3.6;depth.layer1.2=5``
+    (per stage or block, ``;``-separated) -> (label, strengths)."""
+    item = item.strip()
+    if "=" not in item:
+        return f"{float(item):g}", {"depth": float(item)}
+    strengths = {}
+    for part in item.split(";"):
+        key, _, value = part.partition("=")
+        strengths[key.strip()] = float(value)
+    return ";".join(f"{k.removeprefix('depth.')}={v:g}" for k, v in strengths.items()), strengths
+
+
 def resnet_part(args: argparse.Namespace) -> None:
     space = load_search_space(str(RESNET_SPACE), list(args.resnet_set))
     t = space.train
-    lambdas = [float(v) for v in args.depth_strengths.split(",") if v.strip()]
+    settings = [parse_depth_setting(v) for v in args.depth_strengths.split(",") if v.strip()]
     _say(f"ResNet-20: {space.data.name}, {t.ssl_epochs} SSL + {t.recover_epochs} recovery epochs per strength")
     start = prepare(space)
     rows = [("ResNet-20 dense", "-", 20, start.ckpt["accuracy_val"], start.ckpt["accuracy_test"], [], 0.0, 1.0)]
-    for lam in lambdas:
-        _say(f"  depth strength {lam}")
+    for label, strengths in settings:
+        _say(f"  depth strengths {strengths}")
         t0 = time.perf_counter()
-        r = evaluate_candidate(space, {"depth": lam})
-        rows.append((f"SSL-ResNet-{r['conv_layers']}", f"{lam:g}", r["conv_layers"], r["accuracy"],
+        r = evaluate_candidate(space, strengths)
+        rows.append((f"SSL-ResNet-{r['conv_layers']}", label, r["conv_layers"], r["accuracy"],
                      r["accuracy_test"], r["blocks_removed"], time.perf_counter() - t0, r["flops_ratio"]))
     print(f"ResNet-20 depth-wise SSL on {space.data.name} ({len(start.splits.train)} training images, test on "
           f"{len(start.splits.test)}); {t.ssl_epochs} SSL epochs (lr {t.ssl_lr}, {space.ssl.mode}) + "
           f"{t.recover_epochs} recovery epochs; dense {t.dense_epochs} epochs.")
-    print(f"{'net':<18} {'λ depth':>8} {'layers':>6} {'val acc':>8} {'test err':>9} {'MACs x':>7} {'wall':>6}  "
+    print(f"{'net':<18} {'λ depth':>16} {'layers':>6} {'val acc':>8} {'test err':>9} {'MACs x':>7} {'wall':>6}  "
           f"blocks removed")
     for name, lam, layers, acc, acc_test, removed, wall, ratio in rows:
-        print(f"{name:<18} {lam:>8} {layers:>6} {acc:>8.4f} {100 * (1 - acc_test):>8.2f}% {ratio:>7.2f} "
+        print(f"{name:<18} {lam:>16} {layers:>6} {acc:>8.4f} {100 * (1 - acc_test):>8.2f}% {ratio:>7.2f} "
               f"{wall:>5.0f}s  {', '.join(removed) or '-'}")
     print("paper (CIFAR-10): " + "; ".join(f"{n}: {layers} layers, {err} error" for n, layers, err in PAPER_RESNET))
     dense_err = 100 * (1 - start.ckpt["accuracy_test"])

@@ -200,10 +200,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     storage = args.storage or _default_storage()
     try:
         study = load_study(args.study, storage)
+        others = [load_study(name, storage) for name in args.compare]
     except StudyNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    path = build_report(study, args.out or default_out_dir(args.study), storage)
+    path = build_report(study, args.out or default_out_dir(args.study), storage, compare=others)
     print(f"report: {path}")
     print(f"trials: {path.parent / 'trials.csv'}")
     return 0
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; journal:PATH for a journal)")
     p.add_argument("--out", help="output folder (default reports/<study>)")
+    p.add_argument("--compare", action="append", default=[], metavar="STUDY",
+                   help="overlay another study of the same space and profiles (e.g. a --method baseline); repeatable")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="export a trial: PyTorch model, TVM library for a profile, deploy.json")

@@ -18,6 +18,7 @@ strengths, and runs that baseline through the same harness; the study records
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 import traceback
@@ -141,6 +142,22 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
     }
 
 
+def resume_seed(study: optuna.Study, seed: int) -> int:
+    """The sampler seed for this run of the study.
+
+    A sampler re-created with the same seed replays the same random draws, so a resumed
+    study (or a second worker) would propose the parameters of its first trials again. The
+    seed therefore moves on with the number of trials already stored (a fresh study keeps
+    ``seed``; reruns stay reproducible), and a worker joining a study that has running trials
+    also mixes in its process id, since its peers saw the same count.
+    """
+    trials = study.get_trials(deepcopy=False)
+    salt = len(trials)
+    if any(t.state == TrialState.RUNNING for t in trials):
+        salt += 7919 * os.getpid()
+    return (seed + salt) % (2 ** 32)
+
+
 def open_study(opts: SearchOptions) -> optuna.Study:
     """Create the study, or load it with ``resume``; a resumed study must have the same objectives."""
     storage = make_storage(opts.storage_url, opts)
@@ -153,6 +170,7 @@ def open_study(opts: SearchOptions) -> optuna.Study:
                           f"or choose another --study name")
     study = optuna.create_study(storage=storage, study_name=opts.name, sampler=sampler, load_if_exists=True,
                                 directions=["maximize"] + ["minimize"] * (len(names) - 1))
+    study.sampler = make_sampler(opts.sampler or opts.space.search.sampler, resume_seed(study, seed))
     if opts.name in existing:
         stored = study.user_attrs.get("objectives")
         if stored is not None and stored != names:

@@ -47,6 +47,16 @@ def test_tiny_study_stores_every_field_and_a_front(tiny_space_file, tmp_path):
     assert len(run_search(opts).get_trials(states=(TrialState.COMPLETE,))) == 4
 
 
+def test_resumed_study_proposes_new_parameters_instead_of_replaying_its_first_trials(tiny_space_file, tmp_path):
+    space = load_search_space(tiny_space_file)
+    opts = SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 'r.db'}", study_name="r", trials=1,
+                         sampler="random", artifacts=str(tmp_path / "a"), quiet=True)
+    run_search(opts)
+    opts.resume, opts.trials = True, 2
+    first, second = run_search(opts).get_trials(states=(TrialState.COMPLETE,))
+    assert first.params != second.params
+
+
 def test_sigkilled_worker_loses_no_finished_trial_and_its_running_trial_is_retried(tiny_space_file, tmp_path):
     storage = f"sqlite:///{tmp_path / 'kill.db'}"
     cmd = _search_cmd(tiny_space_file, storage, "kill", "--trials", "3", "--set", "train.ssl_epochs=6",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 import optuna
@@ -33,6 +34,8 @@ def draw(data: ReportData) -> str:
     for cand in data.candidates:
         if cand.layers or cand.blocks_removed:
             cand.svg = plots.sparsity_svg(cand)
+    for view in data.comparisons:
+        view.svg = plots.comparison_svg(view)
     return plots.hypervolume_svg(data.fronts) if any(f.hv for f in data.fronts) else ""
 
 
@@ -40,15 +43,18 @@ def render(data: ReportData, hv_svg: str = "") -> str:
     """The report's HTML text (every study-supplied string is escaped)."""
     generated = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return _environment().get_template("report.html.j2").render(d=data, hv_svg=hv_svg, generated=generated,
-                                                                  version=hwssl.__version__)
+                                                                  inf=float("inf"), version=hwssl.__version__)
 
 
-def build_report(study: optuna.Study, out_dir: str | Path, storage_url: str) -> Path:
+def build_report(study: optuna.Study, out_dir: str | Path, storage_url: str,
+                 compare: Sequence[optuna.Study] = ()) -> Path:
     """Write ``report.html`` and ``trials.csv`` for ``study`` into ``out_dir``; returns the HTML path.
 
     ``storage_url`` is only printed (password hidden) in the export commands of the report.
+    ``compare``: other studies of the same space and profiles (e.g. the baselines of
+    ``hwssl search --method``), overlaid in a "Methods compared" section.
     """
-    data = collect(study, storage_url)
+    data = collect(study, storage_url, compare)
     hv_svg = draw(data)
     html = render(data, hv_svg)
     out = Path(out_dir)

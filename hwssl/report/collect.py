@@ -13,12 +13,13 @@ import re
 import shlex
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from hwssl.compare import REF_COST, MethodSummary, dominance_bands, summarise
 from hwssl.pareto import best_under, hypervolume_history, knee_index, pareto_indices
 from hwssl.report import fmt
 from hwssl.report.load import display_url
@@ -163,6 +164,22 @@ class Deployment:
 
 
 @dataclass
+class ComparisonView:
+    """This study and the studies given with ``--compare`` on one axis (a profile, or MACs)."""
+
+    key: str
+    label: str                    # "x86_cpu (untuned)" or "MACs"
+    summaries: list[MethodSummary]
+    ref_acc: float | None
+    bands: list[tuple[float, float, list[str], dict[str, float]]]
+    svg: str = ""
+
+    @property
+    def ref_cost(self) -> float:
+        return REF_COST
+
+
+@dataclass
 class ReportData:
     study_name: str
     storage: str
@@ -181,6 +198,7 @@ class ReportData:
     failed: list[dict[str, Any]]
     deployments: list[Deployment]
     constraints: dict[str, Any]
+    comparisons: list[ComparisonView] = field(default_factory=list)
 
     @property
     def has_int8(self) -> bool:
@@ -434,8 +452,27 @@ def _failed(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(study: optuna.Study, storage_url: str) -> ReportData:
-    """Read ``study`` into a :class:`ReportData` (fronts, picks, hypervolume, candidates, failures)."""
+def _comparisons(study: optuna.Study, others: Sequence[optuna.Study],
+                 profiles: list[ProfileView]) -> list[ComparisonView]:
+    """One view per axis of ``study``: its trials and the other studies' on relative cost."""
+    if not others:
+        return []
+    views = []
+    for profile in profiles or [None]:
+        name = profile.name if profile else None
+        summaries, ref_acc = summarise([study, *others], name)
+        keys = [f"{s.method}" if [x.method for x in summaries].count(s.method) == 1 else f"{s.method} ({s.study})"
+                for s in summaries]
+        fronts = {k: s.front for k, s in zip(keys, summaries) if s.front}
+        views.append(ComparisonView(key=name or MACS, label=f"{name} ({profile.tuning})" if profile else "MACs",
+                                    summaries=summaries, ref_acc=ref_acc,
+                                    bands=dominance_bands(fronts) if fronts else []))
+    return views
+
+
+def collect(study: optuna.Study, storage_url: str, compare: Sequence[optuna.Study] = ()) -> ReportData:
+    """Read ``study`` into a :class:`ReportData` (fronts, picks, hypervolume, candidates, failures), with
+    the ``compare`` studies (baselines on the same space and profiles) overlaid in a comparison section."""
     all_trials = study_trials(study)
     done = [t for t in all_trials if t.state == TrialState.COMPLETE and t.user_attrs.get("result")]
     states = {"complete": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED,
@@ -482,4 +519,4 @@ def collect(study: optuna.Study, storage_url: str) -> ReportData:
         compute_s=sum(t.duration.total_seconds() for t in finished) if finished else None, span_s=span,
         split_note=str(first.get("split", "")), frame=frame, fronts=fronts, ranks=_rank_view(done, profiles),
         candidates=candidates, pareto_rows=pareto_rows, strength_keys=strength_keys, failed=_failed(study),
-        deployments=deployments, constraints=constraints)
+        deployments=deployments, constraints=constraints, comparisons=_comparisons(study, compare, profiles))

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from hwssl.report import fmt
-from hwssl.report.collect import Candidate, FrontView, RankView
+from hwssl.report.collect import Candidate, ComparisonView, FrontView, RankView
 
 FRONT = "#1f5fa8"
 FAINT = "#9aa5b1"
@@ -192,6 +192,41 @@ def front_svg(view: FrontView) -> str:
                     ha="center", color=WARN)
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
         return to_svg(fig, f"front-{view.key}")
+
+
+METHOD_COLOURS = (FRONT, "#d35400", "#27ae60", "#8e44ad", "#7f8c8d", "#c0392b")
+
+
+def comparison_svg(view: ComparisonView) -> str:
+    """Each study's trials (faint) and front (step line) on validation accuracy vs cost / dense."""
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(9.6, 5.0))
+        ax = fig.add_subplot()
+        handles = []
+        for k, s in enumerate(view.summaries):
+            colour = METHOD_COLOURS[k % len(METHOD_COLOURS)]
+            if not s.points:
+                continue
+            ax.scatter([p.rel for p in s.points], [p.accuracy for p in s.points], s=18, color=colour, alpha=0.3,
+                       linewidths=0, zorder=2)
+            fx, fy = [p.rel for p in s.front], [p.accuracy for p in s.front]
+            ax.plot(fx, fy, drawstyle="steps-post", color=colour, lw=1.5, zorder=3)
+            ax.scatter(fx, fy, s=36, color=colour, zorder=4, edgecolors="white", linewidths=0.7,
+                       marker="D" if s.method == "dense" else "o")
+            hv = "–" if s.hv is None else f"{100 * s.hv:.2f}"
+            handles.append(Line2D([], [], color=colour, marker="o", lw=1.5,
+                                  label=plain(f"{s.method}: {len(s.points)} trials, HV {hv}")))
+        if view.ref_acc is not None:
+            ax.scatter([view.ref_cost], [view.ref_acc], marker="x", color=DENSE, s=40, zorder=5)
+            handles.append(Line2D([], [], ls="", marker="x", color=DENSE, label="hypervolume reference"))
+        ax.axvline(1.0, color=DENSE, ls=":", lw=0.8, zorder=1)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.set_xlabel(plain(f"cost / dense cost ({view.label})"))
+        ax.set_ylabel("validation accuracy")
+        ax.set_title(plain(f"Methods compared on {view.label}"), loc="left")
+        ax.margins(x=0.07, y=0.08)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
+        return to_svg(fig, f"compare-{view.key}")
 
 
 def hypervolume_svg(views: Sequence[FrontView]) -> str:

@@ -1,0 +1,142 @@
+"""Several studies of one space on one cost axis: fronts, hypervolumes and who dominates where.
+
+Used by ``bench/compare.py`` (SSL against the baselines, one study per method)
+and by the report's comparison section (``hwssl report --compare STUDY``).
+Costs are relative to each study's dense network on the same axis (MACs, or
+TVM latency on one profile), so studies timed at different moments compare
+on the ratio their own dense baseline gives. Hypervolume is of (validation
+accuracy, cost / dense) against ONE reference point shared by all studies:
+accuracy = worst point of any study - :data:`REF_ACC_MARGIN`, relative cost =
+:data:`REF_COST` (a bit above dense, so the dense point counts too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from hwssl.pareto import hypervolume, pareto_indices
+from hwssl.results import study_trials, trial_latency
+
+REF_ACC_MARGIN = 0.01
+REF_COST = 1.05
+
+
+@dataclass
+class Point:
+    method: str
+    trial: int
+    accuracy: float
+    accuracy_test: float
+    cost: float            # MACs or latency (ms)
+    cost_dense: float
+    params: str
+    wall_s: float
+    precision: str = "fp32"
+
+    @property
+    def rel(self) -> float:
+        return self.cost / self.cost_dense
+
+
+@dataclass
+class MethodSummary:
+    """One study on the shared axis."""
+
+    study: str
+    method: str
+    points: list[Point]
+    failures: list[str]
+    front: list[Point] = field(default_factory=list)
+    hv: float | None = None
+    trial_s: float = 0.0          # wall-clock of its complete trials, summed
+
+    @property
+    def best_accuracy(self) -> float | None:
+        return max((p.accuracy for p in self.points), default=None)
+
+    @property
+    def min_rel_cost(self) -> float | None:
+        return min((p.rel for p in self.points), default=None)
+
+
+def study_method(study: optuna.Study) -> str:
+    return str(study.user_attrs.get("method", "ssl"))
+
+
+def _describe(method: str, params: dict) -> str:
+    if method == "ssl":
+        return " ".join(f"{k}={v:.2g}" for k, v in params.items() if isinstance(v, (int, float)) and v) or "-"
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point], list[str]]:
+    """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures."""
+    method = study_method(study)
+    points, failures = [], []
+    for t in study_trials(study):
+        if t.state == TrialState.FAIL:
+            failures.append(f"trial {t.number}: {t.user_attrs.get('fail_reason', '?')}")
+        if t.state != TrialState.COMPLETE or "result" not in t.user_attrs:
+            continue
+        r = t.user_attrs["result"]
+        if profile:
+            cost = trial_latency(r, profile, "tvm")
+            dense_src = (r.get("latency_ms_dense_final", {}).get(profile) if r.get("latency_ms_final", {}).get(profile)
+                         else None) or r.get("latency_ms_dense", {}).get(profile) or {}
+            dense = dense_src.get("tvm")
+            if cost is None or not dense:
+                failures.append(f"trial {t.number}: no latency on {profile}")
+                continue
+        else:
+            cost, dense = float(r["flops"]), float(r["flops_dense"])
+        points.append(Point(method, t.number, float(r["accuracy"]), float(r["accuracy_test"]), float(cost),
+                            float(dense), _describe(method, r.get("method_params") or {}),
+                            float(r.get("wall_s", {}).get("total", 0.0)), str(r.get("precision", "fp32"))))
+    return points, failures
+
+
+def front(points: list[Point]) -> list[Point]:
+    """Pareto-optimal points (max accuracy, min relative cost), by relative cost."""
+    best = [points[i] for i in pareto_indices([p.accuracy for p in points], [p.rel for p in points])]
+    return sorted(best, key=lambda p: p.rel)
+
+
+def reference_accuracy(summaries: list[MethodSummary]) -> float | None:
+    accs = [p.accuracy for s in summaries for p in s.points]
+    return min(accs) - REF_ACC_MARGIN if accs else None
+
+
+def summarise(studies: list[optuna.Study], profile: str | None) -> tuple[list[MethodSummary], float | None]:
+    """Points, front and hypervolume (shared reference) of each study; and the reference accuracy."""
+    summaries = []
+    for study in studies:
+        points, failures = collect_points(study, profile)
+        summaries.append(MethodSummary(study.study_name, study_method(study), points, failures, front(points),
+                                       trial_s=sum(p.wall_s for p in points)))
+    ref_acc = reference_accuracy(summaries)
+    for s in summaries:
+        if s.points and ref_acc is not None:
+            s.hv = hypervolume([p.accuracy for p in s.points], [p.rel for p in s.points], ref_acc, REF_COST)
+    return summaries, ref_acc
+
+
+def dominance_bands(fronts: dict[str, list[Point]]) -> list[tuple[float, float, list[str], dict[str, float]]]:
+    """For cost budgets between consecutive front costs: which method reaches the best accuracy
+    within that relative cost (ties share the band)."""
+    cuts = sorted({p.rel for pts in fronts.values() for p in pts})
+    bands: list[tuple[float, float, list[str], dict[str, float]]] = []
+    for k, c in enumerate(cuts):
+        reach = {m: max((p.accuracy for p in pts if p.rel <= c + 1e-12), default=None) for m, pts in fronts.items()}
+        best = {m: a for m, a in reach.items() if a is not None}
+        top = max(best.values())
+        winners = sorted(m for m, a in best.items() if abs(a - top) < 1e-12)
+        hi = cuts[k + 1] if k + 1 < len(cuts) else float("inf")
+        if bands and bands[-1][2] == winners:
+            lo, _, w, _b = bands[-1]
+            bands[-1] = (lo, hi, w, best)
+        else:
+            bands.append((c, hi, winners, best))
+    return bands

@@ -1,0 +1,82 @@
+"""Comparing studies: real tiny SSL, L1 and dense studies of one space, summarised on a shared
+hypervolume reference and overlaid in the report (``hwssl report --compare``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwssl.cli import main
+from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summarise
+from hwssl.config import load_search_space
+from hwssl.pareto import hypervolume
+from hwssl.report import build_report
+from hwssl.search import SearchOptions, run_search
+
+from conftest import TINY_SPACE
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HWSSL_CACHE", str(root / "cache"))
+        space_file = root / "tiny.toml"
+        space_file.write_text(TINY_SPACE.replace("high = 1.0", "high = 4.0"))
+        space = load_search_space(space_file)
+        storage = f"sqlite:///{root / 'c.db'}"
+        common = dict(space=space, storage=storage, artifacts=str(root / "a"), quiet=True)
+        ssl = run_search(SearchOptions(study_name="ssl", trials=3, **common))
+        l1 = run_search(SearchOptions(study_name="l1", method="l1", trials=2, ratios=(0.3, 0.7), **common))
+        dense = run_search(SearchOptions(study_name="dense", method="dense", **common))
+    return {"root": root, "storage": storage, "ssl": ssl, "l1": l1, "dense": dense}
+
+
+def test_summaries_share_one_reference_and_the_dense_point_costs_one(studies):
+    summaries, ref_acc = summarise([studies["ssl"], studies["l1"], studies["dense"]], None)
+    assert [s.method for s in summaries] == ["ssl", "l1", "dense"]
+    assert [len(s.points) for s in summaries] == [3, 2, 1]
+    everything = [p for s in summaries for p in s.points]
+    assert ref_acc == pytest.approx(min(p.accuracy for p in everything) - REF_ACC_MARGIN)
+    (dense,) = summaries[2].points
+    assert dense.rel == pytest.approx(1.0)
+    for s in summaries:
+        assert s.hv == pytest.approx(hypervolume([p.accuracy for p in s.points], [p.rel for p in s.points],
+                                                 ref_acc, REF_COST))
+        assert s.front == front(s.points) and s.trial_s > 0
+    assert all(p.rel < 1.0 for p in summaries[1].points)  # L1 at 0.3 and 0.7 removes MACs
+
+
+def test_dominance_bands_name_the_best_method_under_each_budget(studies):
+    summaries, _ = summarise([studies["ssl"], studies["l1"], studies["dense"]], None)
+    fronts = {s.method: s.front for s in summaries}
+    bands = dominance_bands(fronts)
+    assert bands[0][0] == pytest.approx(min(p.rel for pts in fronts.values() for p in pts))
+    cuts = sorted({p.rel for pts in fronts.values() for p in pts})
+    for lo, hi, winners, best in bands:
+        inside = [c for c in cuts if lo <= c < hi]
+        assert inside and inside[0] == lo
+        for c in inside:  # the same methods win at every budget inside the band
+            reachable = {m: max(p.accuracy for p in pts if p.rel <= c + 1e-12) for m, pts in fronts.items()
+                         if any(p.rel <= c + 1e-12 for p in pts)}
+            assert set(winners) == {m for m, a in reachable.items() if a == max(reachable.values())}
+        assert best == reachable  # accuracies at the band's last budget
+
+
+def test_report_overlays_the_compared_studies(studies, tmp_path):
+    html = build_report(studies["ssl"], tmp_path, studies["storage"],
+                        compare=[studies["l1"], studies["dense"]]).read_text()
+    assert "Methods compared" in html
+    for name in ("l1", "dense"):
+        assert f'<td class="mono">{name}</td>' in html
+    plain = build_report(studies["ssl"], tmp_path / "plain", studies["storage"]).read_text()
+    assert "Methods compared" not in plain
+    assert html.count("<svg") == plain.count("<svg") + 1  # the overlay figure
+
+
+def test_cli_report_compare_and_unknown_study(studies, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", "--study", "ssl", "--storage", studies["storage"], "--out", str(out),
+                 "--compare", "l1"]) == 0
+    assert "Methods compared" in (out / "report.html").read_text()
+    assert main(["report", "--study", "ssl", "--storage", studies["storage"], "--compare", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
