@@ -403,8 +403,12 @@ def enqueue_ratios(study: optuna.Study, opts: SearchOptions) -> None:
         return
     if opts.per_layer_ratios:
         raise SearchError("--ratios sweeps one ratio for every layer; drop --per-layer-ratios")
-    seen = {round(float(t.params["ratio"]), 9) for t in study.get_trials(deepcopy=False)
-            if "ratio" in t.params and t.state != TrialState.FAIL}
+    seen = set()
+    for t in study.get_trials(deepcopy=False):
+        # a queued trial has no params yet: its ratio waits in the fixed params
+        ratio = t.params.get("ratio", t.system_attrs.get("fixed_params", {}).get("ratio"))
+        if ratio is not None and t.state != TrialState.FAIL:
+            seen.add(round(float(ratio), 9))
     for r in opts.ratios:
         if not (opts.ratio_low <= r <= opts.ratio_high):
             raise SearchError(f"ratio {r} is outside the sampled range [{opts.ratio_low}, {opts.ratio_high}]")

@@ -158,3 +158,17 @@ def test_tiny_l1_study_stores_method_and_refuses_a_method_switch(tiny_space_file
                                      artifacts=str(tmp_path / "a")))
     assert len(dense.get_trials(states=(TrialState.COMPLETE,))) == 1
     assert optuna.load_study(study_name="tiny-dense", storage=storage).user_attrs["method"] == "dense"
+
+
+def test_a_sweep_run_one_trial_at_a_time_evaluates_each_ratio_once(tiny_space_file, tmp_path):
+    """bench/compare.py adds one candidate per run_search call (to check its time budget); queued
+    ratios of an earlier call must not be queued again."""
+    space = load_search_space(tiny_space_file)
+    opts = SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 'sweep.db'}", artifacts=str(tmp_path / "a"),
+                         quiet=True, method="l1", ratios=[0.25, 0.5, 0.75], resume=True, trials=1)
+    for n in (1, 2, 3, 4):
+        opts.trials = n
+        study = run_search(opts)
+    ratios = [t.params["ratio"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert ratios[:3] == [0.25, 0.5, 0.75]
+    assert len(set(ratios)) == 4  # the fourth is sampled, not a replay of the sweep

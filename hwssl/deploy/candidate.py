@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from hwssl.config.profile import HardwareProfile, needs_cross_compiler, profile_
 from hwssl.deploy.cache import LatencyCache, latency_key
 from hwssl.deploy.compile import build, device_sources, export_library, import_model, prepare, torch_reference
 from hwssl.deploy.errors import DeployError
-from hwssl.deploy.measure import run_local, run_rpc, time_torch
+from hwssl.deploy.measure import run_on_device, time_torch
 from hwssl.deploy.target import make_target, target_string
 from hwssl.deploy.tune import open_database, tune as tune_workloads
 
@@ -27,6 +26,17 @@ def _versions() -> dict[str, str]:
 def _noisy(samples: list[float] | None) -> bool:
     """Samples spread by more than 2x: another load shared the cores (common on small machines)."""
     return bool(samples) and min(samples) > 0 and max(samples) / min(samples) > 2.0
+
+
+def mark_untuned_kernels(result: dict[str, Any], compiled: Any) -> None:
+    """A tuned build whose compute kernels did not all get a schedule (MetaSchedule found no
+    valid candidate for them) is not a tuned latency: say so instead of labelling it tuned."""
+    missing = list(getattr(compiled, "unscheduled_compute", []))
+    if result.get("tuned") and missing:
+        result["tuned"] = False
+        result["untuned_kernels"] = missing
+        result["tune_note"] = (f"tuning left {len(missing)} compute kernel(s) without a schedule "
+                               f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); see the tuning log")
 
 
 def _check_remote(profile: HardwareProfile) -> None:
@@ -115,6 +125,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     }
     if tune and not will_tune:
         result["tune_note"] = f"not tuned: {skipped}"
+    mark_untuned_kernels(result, compiled)
 
     if skipped is not None:
         art = root / "artifacts" / profile.name / key
@@ -127,11 +138,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     # PyTorch first: right after a TVM timing loop, TVM's spinning pool threads and PyTorch's
     # OpenMP threads fight over the cores and PyTorch reads up to ~10x slow (seen on 2 cores).
     tt = time_torch(model, example_input, profile) if (torch_timing and not profile.is_remote) else None
-    if profile.is_remote:
-        with tempfile.TemporaryDirectory(prefix="hwssl-rpc-") as tmp:
-            dev = run_rpc(compiled, profile, example_input, reference, per_layer=per_layer, workdir=Path(tmp))
-    else:
-        dev = run_local(compiled, profile, example_input, reference, per_layer=per_layer)
+    dev = run_on_device(compiled, profile, example_input, reference, per_layer=per_layer)
     assert dev.timing is not None
     result.update(tvm=dev.timing.median_ms, tvm_samples_ms=dev.timing.samples_ms, max_abs_diff=dev.max_abs_diff,
                   per_layer=dev.per_layer, device=dev.device)

@@ -46,6 +46,8 @@ class Compiled:
     kernels: list[Kernel] = field(default_factory=list)
     scheduled_kernels: int = 0  # kernels given a schedule by the tuning database (or DLight on GPU)
     total_kernels: int = 0
+    # CPU compute kernels (conv, matmul, pool, reductions) the database had no schedule for
+    unscheduled_compute: list[str] = field(default_factory=list)
     compile_s: float = 0.0
 
 
@@ -134,7 +136,7 @@ def build(prepared: tvm.IRModule, target: tvm.target.Target, database: Any | Non
     gpu = target.kind.name == "cuda"
     fused = fuse(prepared, target)
     kernels = kernel_calls(fused)
-    counts = {"scheduled": 0, "total": 0}
+    counts: dict[str, Any] = {"scheduled": 0, "total": 0, "unscheduled_compute": []}
 
     @tvm.transform.module_pass(opt_level=3)
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -145,6 +147,12 @@ def build(prepared: tvm.IRModule, target: tvm.target.Target, database: Any | Non
         prim = [f for _, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         counts["total"] = len(prim)
         counts["scheduled"] = sum(1 for f in prim if f.attrs is not None and f.attrs.get(SCHEDULED_ATTR, False))
+        if not gpu:
+            from hwssl.deploy.tune import COMPUTE_KERNELS
+            counts["unscheduled_compute"] = sorted(
+                gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
+                and any(op in gv.name_hint for op in COMPUTE_KERNELS)
+                and not (f.attrs is not None and f.attrs.get(SCHEDULED_ATTR, False)))
         backend = _backend_pipeline(target)
         passes = [*backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]
         return tvm.transform.Sequential(passes)(mod)
@@ -153,7 +161,7 @@ def build(prepared: tvm.IRModule, target: tvm.target.Target, database: Any | Non
         ex = relax.build(fused, target=target, relax_pipeline=_pipeline)
     return Compiled(executable=ex, target=target, prepared=prepared, kernels=kernels,
                     scheduled_kernels=counts["scheduled"], total_kernels=counts["total"],
-                    compile_s=time.perf_counter() - t0)
+                    unscheduled_compute=counts["unscheduled_compute"], compile_s=time.perf_counter() - t0)
 
 
 def compile_model(model: torch.nn.Module, example: torch.Tensor, profile: HardwareProfile,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,15 @@ def run_rpc(compiled: Compiled, profile: HardwareProfile, example: torch.Tensor,
             remote.upload(str(kernels_path))
             layers = per_kernel_times(remote.load_module(kernels_path.name), compiled.kernels, dev, profile.timing)
     return DeviceResult(Timing(samples, threads), diff, layers, profile.runner.address())
+
+
+def run_on_device(compiled: Compiled, profile: HardwareProfile, example: torch.Tensor, reference: np.ndarray, *,
+                  per_layer: bool = False) -> DeviceResult:
+    """:func:`run_rpc` (through a temporary folder) or :func:`run_local`, as the profile's runner says."""
+    if profile.is_remote:
+        with tempfile.TemporaryDirectory(prefix="hwssl-rpc-") as tmp:
+            return run_rpc(compiled, profile, example, reference, per_layer=per_layer, workdir=Path(tmp))
+    return run_local(compiled, profile, example, reference, per_layer=per_layer)
 
 
 def _remote_threads(remote: Any, threads: int) -> int | None:

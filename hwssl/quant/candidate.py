@@ -12,7 +12,6 @@ network (exact integer arithmetic, see :func:`hwssl.quant.quantize_and_measure`)
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,9 +25,9 @@ import tvm
 
 from hwssl.config.profile import HardwareProfile, profile_availability
 from hwssl.deploy.cache import LatencyCache, latency_key
-from hwssl.deploy.candidate import _check_remote, _noisy, _versions
+from hwssl.deploy.candidate import _check_remote, _noisy, _versions, mark_untuned_kernels
 from hwssl.deploy.compile import prepare, torch_reference
-from hwssl.deploy.measure import run_local, run_rpc
+from hwssl.deploy.measure import run_on_device
 from hwssl.deploy.target import make_target, target_string
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
@@ -87,16 +86,13 @@ def measure_int8(qnet: Int8Net, example: torch.Tensor, profile: HardwareProfile,
     }
     if tune and not will_tune:
         result["tune_note"] = f"not tuned: {skipped}"
+    mark_untuned_kernels(result, compiled)
     if skipped is not None:
         result["skipped"] = skipped
         return result
     reference = torch_reference(qnet, example)
     tm = time.perf_counter()
-    if profile.is_remote:
-        with tempfile.TemporaryDirectory(prefix="hwssl-int8-") as tmp:
-            dev = run_rpc(compiled, profile, example, reference, per_layer=False, workdir=Path(tmp))
-    else:
-        dev = run_local(compiled, profile, example, reference, per_layer=False)
+    dev = run_on_device(compiled, profile, example, reference)
     assert dev.timing is not None
     result.update(tvm=dev.timing.median_ms, tvm_samples_ms=dev.timing.samples_ms, max_abs_diff=dev.max_abs_diff,
                   device=dev.device, measure_s=round(time.perf_counter() - tm, 3))
