@@ -171,6 +171,8 @@ def _ratio_list(text: str) -> list[float]:
 
 def _pareto_text(front, profile) -> str:
     cols = ["trial", "accuracy", "accuracy_test", "macs_ratio"]
+    if "precision" in front.columns and set(front["precision"]) != {"fp32"}:
+        cols[1:1] = ["precision", "integer_only"]
     if profile:
         cols += [f"tvm_ms:{profile}", f"torch_ms:{profile}", f"speedup:{profile}", f"tuned:{profile}"]
     cols += [c for c in front.columns if c.startswith("λ ")]
