@@ -213,7 +213,7 @@ def comparison_svg(view: ComparisonView) -> str:
             ax.plot(fx, fy, drawstyle="steps-post", color=colour, lw=1.5, zorder=3)
             ax.scatter(fx, fy, s=36, color=colour, zorder=4, edgecolors="white", linewidths=0.7,
                        marker="D" if s.method == "dense" else "o")
-            hv = "–" if s.hv is None else f"{100 * s.hv:.2f}"
+            hv = "–" if s.hv is None else f"{s.hv:.4f}"
             handles.append(Line2D([], [], color=colour, marker="o", lw=1.5,
                                   label=plain(f"{s.method}: {len(s.points)} trials, HV {hv}")))
         if view.ref_acc is not None:
