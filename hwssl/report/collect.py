@@ -154,6 +154,7 @@ class Candidate:
     saved_to: str | None
     final: list[str] = field(default_factory=list)   # profiles whose numbers are final (fully tuned) re-timings
     float_ops: list[str] = field(default_factory=list)  # float blocks left in its int8 variant
+    int8_measured: bool = False                          # the trial recorded an int8 variant
     svg: str = ""
 
 
@@ -506,7 +507,8 @@ def collect(study: optuna.Study, storage_url: str, compare: Sequence[optuna.Stud
             layers=rows, blocks_removed=list(result.get("blocks_removed") or []), latency=lat,
             latency_missing=missing, saved_to=result.get("saved_to"),
             final=[p.name for p in profiles if result.get("latency_ms_final", {}).get(p.name) is not None],
-            float_ops=[str(op) for op in result.get("float_ops") or []]))
+            float_ops=[str(op) for op in result.get("float_ops") or []],
+            int8_measured=result.get("accuracy_int8") is not None))
     strength_keys = sorted({k for t in done for k in (t.user_attrs.get("strengths") or {})})
     pareto_rows = [c.row | {"fronts": c.fronts, "strengths": c.strengths, "final": c.final}
                    for c in candidates if c.fronts]
