@@ -136,20 +136,33 @@ def _pixel_scale(data_name: str, data_path: str) -> float | None:
 # -- TVM library ---------------------------------------------------------------------------------------------------
 
 
-def _build_with_deploy(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    """Build through hwssl.deploy (same fusion as tuning, profile's database, cross-linking)."""
-    from hwssl.deploy import compile_model, export_library, make_target
+def _tuning_records(profile: Any) -> tuple[Any, Path]:
+    """The profile's tuning database (None when it has no records yet) and its folder."""
+    db_dir = profile.database_dir()
+    if not (db_dir / "database_tuning_record.json").is_file():
+        return None, db_dir
+    from hwssl.deploy.tune import open_database
+    return open_database(db_dir), db_dir
 
-    target = make_target(profile)
-    database, db_dir = None, profile.database_dir()
-    if (db_dir / "database_tuning_record.json").is_file():
-        from hwssl.deploy.tune import open_database
-        database = open_database(db_dir)
-    compiled = compile_model(model, example, profile, target, database)
+
+def _export_built(compiled: Any, profile: Any, path: Path, builder: str, database: Any, db_dir: Path
+                  ) -> dict[str, Any]:
+    """Write the library; what deploy.json says about how it was built."""
+    from hwssl.deploy import export_library
+
     export_library(compiled, profile, path)
-    return {"target": str(target), "builder": "hwssl.deploy", "database": str(db_dir) if database else None,
+    return {"target": str(compiled.target), "builder": builder, "database": str(db_dir) if database else None,
             "scheduled_kernels": compiled.scheduled_kernels, "total_kernels": compiled.total_kernels,
             "tuned": bool(database is not None and compiled.scheduled_kernels > 0)}
+
+
+def _build_with_deploy(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
+    """Build through hwssl.deploy (same fusion as tuning, profile's database, cross-linking)."""
+    from hwssl.deploy import compile_model, make_target
+
+    database, db_dir = _tuning_records(profile)
+    compiled = compile_model(model, example, profile, make_target(profile), database)
+    return _export_built(compiled, profile, path, "hwssl.deploy", database, db_dir)
 
 
 def build_library_direct(model: nn.Module, example: torch.Tensor, target: dict[str, Any], path: Path,
@@ -193,18 +206,11 @@ def _int8_network(model: nn.Module, splits: Any, space: Any) -> nn.Module:
 def _build_int8_library(qnet: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
     """The integer network through hwssl.quant (int8 x int8 -> int32 kernels), with the profile's
     tuning records when there are any."""
-    from hwssl.deploy import export_library
     from hwssl.quant import compile_int8
 
-    database, db_dir = None, profile.database_dir()
-    if (db_dir / "database_tuning_record.json").is_file():
-        from hwssl.deploy.tune import open_database
-        database = open_database(db_dir)
+    database, db_dir = _tuning_records(profile)
     compiled, _report, _stats = compile_int8(qnet, example, profile, database=database)
-    export_library(compiled, profile, path)
-    return {"target": str(compiled.target), "builder": "hwssl.quant", "database": str(db_dir) if database else None,
-            "scheduled_kernels": compiled.scheduled_kernels, "total_kernels": compiled.total_kernels,
-            "tuned": bool(database is not None and compiled.scheduled_kernels > 0)}
+    return _export_built(compiled, profile, path, "hwssl.quant", database, db_dir)
 
 
 def _runs_here(profile: Any) -> bool:

@@ -44,20 +44,16 @@ def _dense_model(study: optuna.Study) -> torch.nn.Module:
 
 def _int8_latency(study: optuna.Study, model: torch.nn.Module, result: dict[str, Any], profile: Any,
                   budget: int) -> dict[str, Any]:
-    """Full-budget timing of an int8 trial's integer network. Latency depends on the architecture
-    only, so any calibration images of the study's data set give the same kernels."""
-    from hwssl.data import load_dataset
+    """Full-budget timing of an int8 trial's integer network. Its kernels depend on the architecture
+    only (calibration changes constants, not shapes), so random calibration images time the same
+    network without loading the data set again."""
     from hwssl.evaluate import INT8_TORCH_NOTE
     from hwssl.quant import quantize_model
     from hwssl.quant.candidate import measure_int8
 
-    attrs = study.user_attrs
-    quant = attrs.get("quant", {})
-    data = load_dataset(**{k: (v or None) if k.endswith(("subset", "path")) else v
-                           for k, v in attrs["data_config"].items()}, seed=attrs.get("seed", 0))
-    calib = data.train.tensors[0][:quant.get("calib_images", 256)]
-    qnet = quantize_model(model, calib, calibration=quant.get("calibration", "max"))
-    latency = measure_int8(qnet, profile.example_input(calib), profile, arch_key=result["arch_key"], tune=True,
+    images = torch.randn(64, *result["arch"]["input"], generator=torch.Generator().manual_seed(0))
+    qnet = quantize_model(model, images, calibration=study.user_attrs.get("quant", {}).get("calibration", "max"))
+    latency = measure_int8(qnet, profile.example_input(images), profile, arch_key=result["arch_key"], tune=True,
                            trials_per_task=budget)
     latency["torch"] = result.get("latency_ms", {}).get(profile.name, {}).get("torch")
     latency["torch_note"] = INT8_TORCH_NOTE

@@ -135,8 +135,7 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
         "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
         "artifacts": str(Path(opts.artifacts).resolve()),
         "method": opts.method, "method_params": dict(opts.method_params),
-        "precision": list(opts.space.search.precision), "seed": opts.space.seed,
-        "quant": dataclasses.asdict(opts.space.quant),
+        "precision": list(opts.space.search.precision), "quant": dataclasses.asdict(opts.space.quant),
         "ratio_range": None if opts.method in ("ssl", "dense") else
         {"low": opts.ratio_low, "high": opts.ratio_high, "per_layer": opts.per_layer_ratios},
     }
@@ -163,14 +162,17 @@ def open_study(opts: SearchOptions) -> optuna.Study:
     storage = make_storage(opts.storage_url, opts)
     names = objective_names(opts.profiles)
     seed = opts.space.seed if opts.seed is None else opts.seed
-    sampler = make_sampler(opts.sampler or opts.space.search.sampler, seed)
+    kind = opts.sampler or opts.space.search.sampler
+    sampler = make_sampler(kind, seed)  # an unknown sampler fails here, before a study is created
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if opts.name in existing and not opts.resume:
         raise SearchError(f"study {opts.name!r} already exists in {opts.storage_url}; add --resume to continue it "
                           f"or choose another --study name")
     study = optuna.create_study(storage=storage, study_name=opts.name, sampler=sampler, load_if_exists=True,
                                 directions=["maximize"] + ["minimize"] * (len(names) - 1))
-    study.sampler = make_sampler(opts.sampler or opts.space.search.sampler, resume_seed(study, seed))
+    moved_on = resume_seed(study, seed)
+    if moved_on != seed:
+        study.sampler = make_sampler(kind, moved_on)
     if opts.name in existing:
         stored = study.user_attrs.get("objectives")
         if stored is not None and stored != names:

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(dataset-fashion-mnist gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static)
+# extra system packages, space-separated (.ci/run adds postgresql for the storage test)
+read -r -a EXTRA <<< "${HWSSL_EXTRA_APT:-}"
+APT_PACKAGES+=("${EXTRA[@]}")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -14,7 +14,7 @@ import pytest
 import torch
 import tvm
 
-from test_deploy_support import fast_cpu_profile, free_port, tiny_net, write_profile
+from test_deploy_support import fast_cpu_profile, free_port, tiny_net
 from hwssl.config.profile import load_profile
 from hwssl.deploy import measure_candidate
 from hwssl.deploy.measure import configure_tvm_threads, time_torch
@@ -53,23 +53,18 @@ def rpc_server(tmp_path: Path):
         log.close()
 
 
-def test_rpc_timing_through_a_real_server(tmp_path: Path, rpc_server: int) -> None:
-    port = rpc_server
-    path = write_profile(tmp_path / "rpc_local.toml", f"""
-name = "rpc_local"
-threads = 1
-target = {{ kind = "llvm" }}
-[timing]
-warmup = 2
-number = 10
-repeat = 3
-min_repeat_ms = 5
-[runner]
+def rpc_profile(tmp_path: Path, name: str, port: int) -> Path:
+    """The short-protocol test profile, timed through the rpc_server on ``port``."""
+    return fast_cpu_profile(tmp_path, name=name, extra=f"""[runner]
 kind = "rpc"
 host = "127.0.0.1"
 port = {port}
-session_timeout_s = 120
-""")
+session_timeout_s = 120""")
+
+
+def test_rpc_timing_through_a_real_server(tmp_path: Path, rpc_server: int) -> None:
+    port = rpc_server
+    path = rpc_profile(tmp_path, "rpc_local", port)
     model, x = tiny_net()
     r = measure_candidate(model, x, load_profile(path), arch_key="tiny-rpc", tune=False, per_layer=True,
                           cache_dir=tmp_path)
@@ -106,22 +101,7 @@ def test_rpc_tuning_through_a_real_server(tmp_path: Path, rpc_server: int) -> No
     """MetaSchedule's RPC runner against the real server: candidates exported as .so and timed there."""
     from test_deploy_support import ConvReLU
 
-    path = write_profile(tmp_path / "rpc_tune.toml", f"""
-name = "rpc_tune"
-threads = 1
-target = {{ kind = "llvm" }}
-[timing]
-warmup = 2
-number = 10
-repeat = 3
-min_repeat_ms = 5
-[tuning]
-builder_workers = 1
-[runner]
-kind = "rpc"
-host = "127.0.0.1"
-port = {rpc_server}
-""")
+    path = rpc_profile(tmp_path, "rpc_tune", rpc_server)
     torch.manual_seed(0)
     model, x = ConvReLU().eval(), torch.randn(1, 2, 6, 6)
     r = measure_candidate(model, x, load_profile(path), arch_key="conv", tune=True, trials_per_task=2,

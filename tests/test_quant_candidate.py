@@ -119,3 +119,20 @@ def test_int8_search_without_a_profile_is_refused(tmp_path):
                          quiet=True)
     with pytest.raises(SearchError, match=r"tiny.toml: search.precision includes int8.*--profile"):
         run_search(opts)
+
+
+def test_retime_times_an_int8_trial_as_its_integer_network(mixed, monkeypatch):
+    from hwssl.results import study_trials
+    from hwssl.retime import retime_pareto
+
+    monkeypatch.setenv("HWSSL_CACHE", str(mixed["cache"]))
+    done = retime_pareto(mixed["study"], [mixed["profile"]], trials_per_task=1, say=lambda _line: None)
+    retimed = {t.number: t.user_attrs["result"] for t in study_trials(mixed["study"]) if t.number in done["x86_cpu"]}
+    assert {r["precision"] for r in retimed.values()} >= {"int8"}  # seed 1 puts an int8 trial on the front
+    for r in retimed.values():
+        final = r["latency_ms_final"]["x86_cpu"]
+        assert final["tvm"] > 0 and final["trials_per_task"] == 1
+        assert (final.get("precision") == "int8") == (r["precision"] == "int8")
+        if r["precision"] == "int8":
+            assert final["integer_only"] is True
+            assert final["torch"] == r["latency_ms"]["x86_cpu"]["torch"]  # the fp32 net in eager, carried over

@@ -12,10 +12,10 @@ selects the profile's thread count (see :mod:`hwssl.deploy.measure`).
 from __future__ import annotations
 
 import os as _os
-from typing import Any
 
 _os.environ.setdefault("TVM_NUM_THREADS", str(_os.cpu_count() or 1))
 
+from hwssl._lazy import lazy_getattr  # noqa: E402
 from hwssl.deploy.errors import DeployError  # noqa: E402  (light; no TVM import)
 
 __all__ = ["DeployError", "measure_candidate", "compile_model", "export_library", "make_target", "warm_builder_for"]
@@ -29,10 +29,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import TVM-heavy submodules on first use (``import tvm`` takes seconds)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hwssl.deploy' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

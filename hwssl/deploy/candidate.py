@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import tvm
@@ -16,7 +16,7 @@ from hwssl.deploy.compile import build, device_sources, export_library, import_m
 from hwssl.deploy.errors import DeployError
 from hwssl.deploy.measure import run_on_device, time_torch
 from hwssl.deploy.target import make_target, target_string
-from hwssl.deploy.tune import open_database, tune as tune_workloads
+from hwssl.deploy.tune import tune_and_open
 
 
 def _versions() -> dict[str, str]:
@@ -53,9 +53,14 @@ def _check_remote(profile: HardwareProfile) -> None:
                           "(or a tracker) or fix [runner]", key="runner")
 
 
+Importer = Callable[[torch.nn.Module, torch.Tensor, HardwareProfile], tvm.IRModule]
+Inspector = Callable[[tvm.IRModule, tvm.target.Target], dict[str, Any]]
+
+
 def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profile: HardwareProfile, *,
                       arch_key: str, tune: bool, trials_per_task: int | None = None, per_layer: bool = False,
-                      cache_dir: str | Path | None = None, torch_timing: bool = True) -> dict[str, Any]:
+                      cache_dir: str | Path | None = None, torch_timing: bool = True,
+                      importer: Importer = import_model, inspect: Inspector | None = None) -> dict[str, Any]:
     """Compile, (tune,) and time ``model`` for ``profile``; a JSON-serialisable dict.
 
     Keys: ``tvm`` (median ms, None when skipped), ``torch`` (PyTorch eager ms
@@ -70,6 +75,10 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     caller's hash of the compacted spec). ``trials_per_task`` defaults to the
     profile's cheap budget. Raises :class:`DeployError` for a bad target, a
     missing cross compiler or an unreachable RPC device.
+
+    ``importer`` turns the network into Relax (the int8 route passes its integer
+    converters); ``inspect(prepared, target)`` adds fields to the result (the int8
+    route's integer-only report). Both become part of what the cache returns.
     """
     from hwssl.cache import cache_root
 
@@ -103,14 +112,13 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     t0 = time.perf_counter()
     model = model.eval()
     reference = torch_reference(model, example_input)
-    prepared = prepare(import_model(model, example_input, profile), target)
+    prepared = prepare(importer(model, example_input, profile), target)
     t_import = time.perf_counter() - t0
 
-    stats = None
-    database = None
+    stats = database = None
     if will_tune:
-        stats = tune_workloads(prepared, target, profile, trials_per_task=trials, db_dir=profile.database_dir(root))
-        database = open_database(profile.database_dir(root), target, profile)
+        stats, database = tune_and_open(prepared, target, profile, trials_per_task=trials,
+                                        db_dir=profile.database_dir(root))
     compiled = build(prepared, target, database)
     compile_s = t_import + compiled.compile_s
 
@@ -126,6 +134,8 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     if tune and not will_tune:
         result["tune_note"] = f"not tuned: {skipped}"
     mark_untuned_kernels(result, compiled)
+    if inspect is not None:
+        result.update(inspect(prepared, target))
 
     if skipped is not None:
         art = root / "artifacts" / profile.name / key

@@ -200,6 +200,15 @@ def search_strategy(trials_per_task: int) -> Any:
 COMPUTE_KERNELS = ("conv", "matmul", "dense", "pool", "mean", "sum")
 
 
+def tune_and_open(prepared: tvm.IRModule, target: tvm.target.Target, profile: HardwareProfile, *,
+                  trials_per_task: int | None, db_dir: Path) -> tuple[TuneStats, Any]:
+    """:func:`tune` the new workloads of ``prepared`` (``trials_per_task`` defaults to the profile's
+    cheap budget), then the database to build with."""
+    trials = int(trials_per_task or profile.tuning.trials_per_task)
+    stats = tune(prepared, target, profile, trials_per_task=trials, db_dir=db_dir)
+    return stats, open_database(db_dir, target, profile)
+
+
 def worth_tuning(task: Any) -> bool:
     return any(op in task.task_name for op in COMPUTE_KERNELS)
 

@@ -15,8 +15,8 @@ first use, so ``import hwssl.quant`` stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
 
+from hwssl._lazy import lazy_getattr
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant._fixedpoint import QSpec, QuantError
 
@@ -36,10 +36,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import TVM-heavy submodules on first use (``import tvm`` takes seconds)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hwssl.quant' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -23,16 +23,14 @@ from torch.utils.data import TensorDataset
 import hwssl.deploy  # noqa: F401  (sets TVM_NUM_THREADS before TVM is imported)
 import tvm
 
-from hwssl.config.profile import HardwareProfile, profile_availability
-from hwssl.deploy.cache import LatencyCache, latency_key
-from hwssl.deploy.candidate import _check_remote, _noisy, _versions, mark_untuned_kernels
-from hwssl.deploy.compile import prepare, torch_reference
-from hwssl.deploy.measure import run_on_device
-from hwssl.deploy.target import make_target, target_string
+from hwssl.config.profile import HardwareProfile
+from hwssl.deploy.candidate import measure_candidate
+from hwssl.deploy.compile import prepare
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
 from hwssl.quant.importer import import_integer_model
-from hwssl.quant.measure import ROUTE, accuracy_of, compile_int8
+from hwssl.quant.measure import ROUTE, accuracy_of
+
 
 def _report_fields(report: dict[str, Any]) -> dict[str, Any]:
     """The part of :func:`hwssl.quant.check.integer_report` a trial record keeps (compact: one
@@ -43,62 +41,17 @@ def _report_fields(report: dict[str, Any]) -> dict[str, Any]:
 
 def measure_int8(qnet: Int8Net, example: torch.Tensor, profile: HardwareProfile, *, arch_key: str, tune: bool,
                  trials_per_task: int | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
-    """Compile (and tune) the integer network for ``profile``, time it and report its arithmetic.
-
-    Keys as :func:`hwssl.deploy.measure_candidate` (``tvm``, ``tuned``, ``target``, ``device``,
-    ``compile_s``, ``tune_s``, ``new_tasks``, ``reused_tasks``, ``max_abs_diff`` against PyTorch's
-    run of the integer network, ``cached``, ``skipped``), plus the integer-only report of the
-    compiled module (``integer_only``, ``strict_integer_only``, ``float_ops`` as one line per float
-    block, ``integer_counts``). ``torch`` is None: PyTorch eager has no fast int8 convolution on CPU.
+    """:func:`hwssl.deploy.measure_candidate` for the integer network: imported with the int8
+    converters, cached under ``int8:<arch_key>``, and with the integer-only report of the compiled
+    module added (``integer_only``, ``strict_integer_only``, ``float_ops`` as one line per float
+    block, ``integer_counts``). ``torch`` is None: PyTorch eager has no fast int8 convolution on CPU;
+    ``max_abs_diff`` is against PyTorch's run of the same integer network.
     """
-    from hwssl.cache import cache_root
-
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    trials = int(trials_per_task or profile.tuning.trials_per_task)
-    target = make_target(profile)
-    tstr = target_string(target)
-    skipped = None
-    if not profile.is_remote:
-        available, reason = profile_availability(profile)
-        skipped = None if available else reason
-    will_tune = tune and skipped is None
-    cache = LatencyCache(root, profile.name)
-    key = latency_key(arch_key=f"int8:{arch_key}", profile=profile, target=tstr, tuned=will_tune,
-                      trials_per_task=trials if will_tune else None, versions=_versions(),
-                      input_shape=tuple(example.shape))
-    if skipped is None:
-        hit = cache.get(key)
-        if hit is not None:
-            hit["cached"] = True
-            return hit
-    if profile.is_remote:
-        _check_remote(profile)
-
-    qnet = qnet.eval()
-    compiled, report, stats = compile_int8(qnet, example, profile, tune=will_tune, trials_per_task=trials,
-                                           cache_dir=root)
-    result: dict[str, Any] = {
-        "tvm": None, "torch": None, "tuned": will_tune, "target": tstr, "device": profile.runner.address(),
-        "profile": profile.name, "compile_s": round(compiled.compile_s, 3), "tune_s": stats.get("tune_s", 0.0),
-        "new_tasks": stats.get("new_tasks", 0), "reused_tasks": stats.get("reused_tasks", 0),
-        "trials_per_task": trials if will_tune else None, "max_abs_diff": None, "cached": False,
-        "precision": "int8", **_report_fields(report),
-    }
-    if tune and not will_tune:
-        result["tune_note"] = f"not tuned: {skipped}"
-    mark_untuned_kernels(result, compiled)
-    if skipped is not None:
-        result["skipped"] = skipped
-        return result
-    reference = torch_reference(qnet, example)
-    tm = time.perf_counter()
-    dev = run_on_device(compiled, profile, example, reference)
-    assert dev.timing is not None
-    result.update(tvm=dev.timing.median_ms, tvm_samples_ms=dev.timing.samples_ms, max_abs_diff=dev.max_abs_diff,
-                  device=dev.device, measure_s=round(time.perf_counter() - tm, 3))
-    result["noisy"] = ["tvm"] if _noisy(result["tvm_samples_ms"]) else []
-    cache.put(key, result)
-    return result
+    return {**measure_candidate(qnet.eval(), example, profile, arch_key=f"int8:{arch_key}", tune=tune,
+                                trials_per_task=trials_per_task, cache_dir=cache_dir, torch_timing=False,
+                                importer=lambda net, x, _profile: import_integer_model(net, x),
+                                inspect=lambda prepared, target: _report_fields(check_module(prepared, target))),
+            "precision": "int8"}
 
 
 def host_integer_report(qnet: Int8Net, example: torch.Tensor) -> dict[str, Any]:

@@ -57,6 +57,17 @@ def _int_operands(importer: Any, a: Any, b: Any) -> tuple[Any, Any, str] | None:
     return a, b, da
 
 
+def _int_conv2d(importer: Any, ops: tuple[Any, Any, str], bias: Any, stride: Any, padding: Any, dilation: Any,
+                groups: Any) -> Any:
+    """An integer conv2d accumulating in ``ops[2]``, plus the (integer) bias when there is one."""
+    x, w, acc = ops
+    out = importer.block_builder.emit(relax.op.nn.conv2d(x, w, strides=stride, padding=padding, dilation=dilation,
+                                                         groups=groups, out_dtype=acc))
+    if bias is None:
+        return out
+    return importer.block_builder.emit(relax.op.add(out, relax.op.reshape(bias, (1, -1, 1, 1))))
+
+
 def _convolution(node: Any, importer: Any) -> Any:
     """``aten.convolution`` (what ``run_decompositions`` leaves of ``conv2d``)."""
     args = importer.retrieve_args(node)
@@ -64,15 +75,7 @@ def _convolution(node: Any, importer: Any) -> Any:
     transposed = bool(args[6]) if len(args) > 6 else False
     if ops is None or transposed or len(importer.shape_of(args[0])) != 4:
         return importer._convolution(node)
-    x, w, acc = ops
-    stride, padding, dilation = args[3], args[4], args[5]
-    groups = args[8] if len(args) > 8 else 1
-    out = importer.block_builder.emit(relax.op.nn.conv2d(x, w, strides=stride, padding=padding, dilation=dilation,
-                                                         groups=groups, out_dtype=acc))
-    bias = args[2]
-    if bias is None:
-        return out
-    return importer.block_builder.emit(relax.op.add(out, relax.op.reshape(bias, (1, -1, 1, 1))))
+    return _int_conv2d(importer, ops, args[2], args[3], args[4], args[5], args[8] if len(args) > 8 else 1)
 
 
 def _conv2d(node: Any, importer: Any) -> Any:
@@ -81,14 +84,8 @@ def _conv2d(node: Any, importer: Any) -> Any:
     ops = _int_operands(importer, args[0], args[1])
     if ops is None:
         return importer._conv2d(node)
-    x, w, acc = ops
     pick = lambda i, default: args[i] if len(args) > i else default  # noqa: E731
-    out = importer.block_builder.emit(relax.op.nn.conv2d(x, w, strides=pick(3, 1), padding=pick(4, 0),
-                                                         dilation=pick(5, 1), groups=pick(6, 1), out_dtype=acc))
-    bias = pick(2, None)
-    if bias is None:
-        return out
-    return importer.block_builder.emit(relax.op.add(out, relax.op.reshape(bias, (1, -1, 1, 1))))
+    return _int_conv2d(importer, ops, pick(2, None), pick(3, 1), pick(4, 0), pick(5, 1), pick(6, 1))
 
 
 def _matmul(node: Any, importer: Any) -> Any:

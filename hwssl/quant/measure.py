@@ -20,6 +20,7 @@ from hwssl.config.profile import HardwareProfile, profile_availability
 from hwssl.deploy.compile import Compiled, build, import_model, max_abs_diff, prepare, torch_reference
 from hwssl.deploy.measure import run_rpc, time_torch
 from hwssl.deploy.target import make_target, target_string
+from hwssl.deploy.tune import tune_and_open
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
 from hwssl.quant.importer import import_integer_model
@@ -61,24 +62,16 @@ def compile_int8(qnet: Int8Net, example: torch.Tensor, profile: HardwareProfile,
     :func:`hwssl.quant.check.integer_report` of the compiled module, and
     tuning stats (empty when not tuned).
     """
-    from hwssl.cache import cache_root
-
     target = make_target(profile)
     t0 = time.perf_counter()
     prepared = prepare(import_integer_model(qnet, example), target)
     t_import = time.perf_counter() - t0
     stats: dict[str, Any] = {}
     if tune:
-        from hwssl.deploy.tune import open_database
-        from hwssl.deploy.tune import tune as tune_workloads
-
-        root = Path(cache_dir) if cache_dir is not None else cache_root()
-        db_dir = profile.database_dir(root)
-        trials = int(trials_per_task or profile.tuning.trials_per_task)
-        st = tune_workloads(prepared, target, profile, trials_per_task=trials, db_dir=db_dir)
+        st, database = tune_and_open(prepared, target, profile, trials_per_task=trials_per_task,
+                                     db_dir=profile.database_dir(cache_dir))
         stats = {"tune_s": round(st.tune_s, 3), "new_tasks": st.new_tasks, "reused_tasks": st.reused_tasks,
-                 "trials_per_task": trials}
-        database = open_database(db_dir)
+                 "trials_per_task": st.trials_per_task}
     compiled = build(prepared, target, database)
     compiled.compile_s += t_import
     return compiled, check_module(prepared, target), stats
@@ -283,17 +276,10 @@ def quantize_and_measure(model_fp32: nn.Module, calib_x: torch.Tensor, test_data
 def _build_fp32(model: nn.Module, example: torch.Tensor, profile: HardwareProfile, *, tune: bool,
                 trials_per_task: int | None, cache_dir: str | Path | None) -> tuple[Compiled, dict[str, Any]]:
     """The fp32 model through the same import/prepare/(tune)/build path, and its integer report."""
-    from hwssl.cache import cache_root
-
     target = make_target(profile)
     prepared = prepare(import_model(model, example, profile), target)
     database = None
     if tune:
-        from hwssl.deploy.tune import open_database
-        from hwssl.deploy.tune import tune as tune_workloads
-
-        db_dir = profile.database_dir(Path(cache_dir) if cache_dir is not None else cache_root())
-        trials = int(trials_per_task or profile.tuning.trials_per_task)
-        tune_workloads(prepared, target, profile, trials_per_task=trials, db_dir=db_dir)
-        database = open_database(db_dir)
+        _stats, database = tune_and_open(prepared, target, profile, trials_per_task=trials_per_task,
+                                         db_dir=profile.database_dir(cache_dir))
     return build(prepared, target, database), check_module(prepared, target)
