@@ -179,16 +179,15 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     }
     if profiles:
         td = time.perf_counter()
-        from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
+        from hwssl.deploy.candidate import Net, measure_pair  # deferred: TVM import is slow
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
         for profile in profiles:
+            # the candidate and its dense reference are timed together (interleaved rounds), so their
+            # ratio holds under load; both builds come from the cache after the first time
             example = profile.example_input(splits.val.tensors[0])
-            result["latency_ms"][profile.name] = measure_candidate(
-                small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
-                trials_per_task=trials_per_task, per_layer=per_layer)
-            result["latency_ms_dense"][profile.name] = measure_candidate(
-                dense.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
-                trials_per_task=trials_per_task, per_layer=False)
+            result["latency_ms"][profile.name], result["latency_ms_dense"][profile.name] = measure_pair(
+                Net(small.eval(), result["arch_key"], per_layer), Net(dense.eval(), arch_key(spec)), example,
+                profile, tune=tune, trials_per_task=trials_per_task)
         wall["deploy"] = time.perf_counter() - td
     if precision == "int8" or (space.quant.every_trial if int8 is None else int8):
         ti = time.perf_counter()

@@ -110,7 +110,8 @@ def write_profile(path: Path, body: str) -> Path:
     return path
 
 
-def fast_cpu_profile(tmp_path: Path, *, threads: int = 1, extra: str = "", name: str = "cpu_test") -> Path:
+def fast_cpu_profile(tmp_path: Path, *, threads: int = 1, extra: str = "", name: str = "cpu_test", rounds: int = 1,
+                     max_rounds: int = 2, max_spread: float = 0.5) -> Path:
     """A local llvm profile with a short timing protocol (tests)."""
     return write_profile(tmp_path / f"{name}.toml", f"""
 name = "{name}"
@@ -121,6 +122,9 @@ warmup = 2
 number = 10
 repeat = 3
 min_repeat_ms = 5
+rounds = {rounds}
+max_rounds = {max_rounds}
+max_spread = {max_spread}
 [tuning]
 builder_workers = 1
 {extra}

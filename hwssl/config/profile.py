@@ -4,7 +4,8 @@ A profile is a TOML file (see ``hardware_profiles/``)::
 
     name = "x86_cpu"                    # defaults to the file stem
     description = "this machine's CPU"
-    threads = 2                         # TVM runtime and PyTorch threads while timing
+    threads = 2                         # most threads: TVM and ONNX Runtime are timed at every count
+                                        # 1..threads and the fastest count is the latency; PyTorch at threads
     batch = 1                           # images per inference the deployment runs (latency is per batch)
     channel_round = 4                   # round kept channels to a multiple of this
     cross_compiler = ""                 # e.g. "aarch64-linux-gnu-g++"; "" = the host's compiler
@@ -15,9 +16,16 @@ A profile is a TOML file (see ``hardware_profiles/``)::
     [timing]
     warmup = 10                         # untimed runs first
     number = 20                         # runs averaged per sample
-    repeat = 5                          # samples; the median is reported
+    repeat = 5                          # samples per round; the median of all rounds is reported
     min_repeat_ms = 20                  # grow `number` until one sample takes this long
     cooldown_ms = 0                     # pause between samples
+    rounds = 3                          # at least this many rounds; a candidate and its dense
+                                        # reference alternate within each round (same process)
+    max_rounds = 9                      # more rounds while a series' spread is above max_spread;
+                                        # still above after max_rounds: the latency is flagged noisy
+    max_spread = 0.1                    # spread = interquartile range / median of a series
+    pin_threads = true                  # pin each TVM worker thread to one of the CPUs this process
+                                        # may use (false: threads float over those CPUs)
 
     [tuning]
     trials_per_task = 8                 # cheap budget used during a search
@@ -74,6 +82,10 @@ class TimingSettings:
     repeat: int = 5
     min_repeat_ms: int = 20
     cooldown_ms: int = 0
+    rounds: int = 3
+    max_rounds: int = 9
+    max_spread: float = 0.1
+    pin_threads: bool = True
 
 
 @dataclass(frozen=True)
@@ -234,7 +246,13 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
         repeat=t.integer("repeat", TimingSettings.repeat, minimum=1),
         min_repeat_ms=t.integer("min_repeat_ms", TimingSettings.min_repeat_ms, minimum=0),
         cooldown_ms=t.integer("cooldown_ms", TimingSettings.cooldown_ms, minimum=0),
+        rounds=t.integer("rounds", TimingSettings.rounds, minimum=1),
+        max_rounds=t.integer("max_rounds", TimingSettings.max_rounds, minimum=1),
+        max_spread=t.number("max_spread", TimingSettings.max_spread, minimum=0),
+        pin_threads=t.boolean("pin_threads", TimingSettings.pin_threads),
     )
+    if timing.max_rounds < timing.rounds:
+        raise t.error("max_rounds", f"expected an integer >= timing.rounds ({timing.rounds}), got {timing.max_rounds}")
     t.finish()
 
     t = r.sub("tuning")

@@ -5,8 +5,15 @@ is first queried, and ``runtime.config_threadpool`` can only lower the count
 below that ceiling. Measured here: with the variable unset the tiny test net
 ran 10x slower than with ``TVM_NUM_THREADS=2`` + ``config_threadpool(1, 1)``.
 So :mod:`hwssl.deploy` sets the variable (to the CPU count) before TVM is
-imported, and :func:`configure_tvm_threads` picks the profile's count per
-measurement and reports what the runtime actually uses.
+imported, and :func:`configure_tvm_threads` picks a count per measurement
+(pinning each worker thread to one of the CPUs this process may use, TVM's
+``kSpecifyOneCorePerThread`` affinity mode) and reports what the runtime
+actually uses.
+
+:func:`time_on_device` is the protocol the search uses: every network of a list
+(a candidate and its dense reference) at every thread count from 1 to the
+profile's ``threads``, in TVM and (local CPU) ONNX Runtime, interleaved in
+rounds by :func:`hwssl.deploy.timing.time_interleaved`.
 """
 
 from __future__ import annotations
@@ -28,18 +35,12 @@ from hwssl.config.profile import HardwareProfile, TimingSettings
 from hwssl.deploy.compile import Compiled, Kernel, export_library, max_abs_diff
 from hwssl.deploy.errors import DeployError
 from hwssl.deploy.target import local_device
+from hwssl.deploy.timing import Timing, allowed_cpus
 
-
-@dataclass
-class Timing:
-    """Milliseconds of one network run, one sample per repeat."""
-
-    samples_ms: list[float]
-    threads: int | None = None
-
-    @property
-    def median_ms(self) -> float:
-        return float(statistics.median(self.samples_ms))
+# TVM's ThreadGroup affinity modes (src/runtime/threading_backend.h): kBig pins workers by core
+# frequency order; kSpecifyOneCorePerThread pins worker i to the i-th listed CPU;
+# kSpecifyThreadShareAllCore lets every worker float over the listed CPUs.
+_AFFINITY_BIG, _AFFINITY_ONE_CORE_PER_THREAD, _AFFINITY_SHARE_ALL = 1, -2, -3
 
 
 @dataclass
@@ -50,9 +51,18 @@ class DeviceResult:
     device: str = "local"
 
 
-def configure_tvm_threads(threads: int) -> int:
-    """Use ``threads`` TVM runtime threads from now on (capped by TVM_NUM_THREADS); returns the count in use."""
-    tvm.get_global_func("runtime.config_threadpool")(1, int(threads))
+def configure_tvm_threads(threads: int, pin: bool = True) -> int:
+    """Use ``threads`` TVM runtime threads from now on (capped by TVM_NUM_THREADS); returns the count in use.
+
+    ``pin``: each worker thread is bound to one of the CPUs this process may use (respects
+    ``taskset`` and cgroup limits); otherwise the workers share those CPUs. Where the OS does
+    not report the allowed CPUs, TVM's default (kBig) mode is used."""
+    config = tvm.get_global_func("runtime.config_threadpool")
+    cpus = allowed_cpus()
+    if cpus:
+        config(_AFFINITY_ONE_CORE_PER_THREAD if pin else _AFFINITY_SHARE_ALL, int(threads), [str(c) for c in cpus])
+    else:
+        config(_AFFINITY_BIG, int(threads))
     return int(tvm.runtime.num_threads())
 
 
