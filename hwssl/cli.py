@@ -233,6 +233,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         diff = lib.get("max_abs_diff_vs_pytorch")
         print(f"  library  {done.library.name} for {c['profile']['name']} ({'tuned' if lib['tuned'] else 'UNTUNED'}; "
               f"{'max |TVM - PyTorch| %.2e' % diff if diff is not None else lib.get('not_checked', '')})")
+    onnx_info = c.get("onnx") or {}
+    if onnx_info.get("file"):
+        print(f"  onnx     {onnx_info['file']} (opset {onnx_info['opset']}; max |ONNX Runtime - PyTorch| "
+              f"{onnx_info['max_abs_diff_vs_pytorch']:.2e})")
+    if c.get("runtimes"):
+        fmt = {k: (f"{v:.4f} ms" if isinstance(v, (int, float)) else "n/a") for k, v in c["runtimes"].items()
+               if not k.endswith("_note")}
+        print(f"  latency  TVM {fmt['tvm']} at {c['threads'].get('tvm')} thread(s), ONNX Runtime "
+              f"{fmt['onnxruntime']}, PyTorch {fmt['torch']}")
     print("  config   deploy.json")
     for w in done.warnings:
         print(f"warning: {w}", file=sys.stderr)

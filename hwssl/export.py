@@ -8,11 +8,17 @@
 * ``model.so`` (with a profile): the network compiled by TVM for the profile's
   target, with the profile's MetaSchedule database applied when one exists;
   :func:`load_library` opens it in a Relax VM;
+* ``model.onnx`` (fp32 trials): the same network for ONNX Runtime (opset
+  :data:`hwssl.deploy.onnxrt.OPSET`), its output checked against PyTorch;
 * ``deploy.json``: what a deployment needs to feed the network (input shape,
   pixel scaling, normalisation mean/std, class names) and what it was chosen
   for (trial, strengths, accuracies, latencies, profile and target), plus the
   checks made while exporting (test accuracy reproduced from the exported
-  files, TVM output against PyTorch).
+  files, TVM and ONNX Runtime output against PyTorch). ``runtimes`` gives, for
+  the profile, the latency of TVM, ONNX Runtime and PyTorch eager side by side,
+  and ``threads`` the thread count the candidate was fastest at (what the
+  deployment should run with: ``TVM_NUM_THREADS`` for TVM, ``intra_op_num_threads``
+  for ONNX Runtime).
 
 The export rebuilds the data split from the study's search-space file and
 refuses to continue when it is not the split the trial was evaluated on, so
@@ -42,6 +48,7 @@ from hwssl.results import study_trials
 EXPORT_FORMAT = "hwssl-export/1"
 CONFIG_FILE = "deploy.json"
 LIBRARY_FILE = "model.so"
+ONNX_FILE = "model.onnx"
 TVM_TOLERANCE = 1e-4
 
 
@@ -239,6 +246,39 @@ def _check_library(directory: Path, model: nn.Module, example: torch.Tensor, cud
     return float(np.max(np.abs(out.numpy().astype(np.float64) - ref.astype(np.float64))))
 
 
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, warnings: list[str]) -> dict[str, Any]:
+    """``model.onnx`` for ONNX Runtime, checked against PyTorch; what deploy.json says about it."""
+    from hwssl.deploy import onnxrt
+
+    try:
+        onnxrt.export_onnx(model, example, path)
+        diff = onnxrt.check_onnx(path, model, example)
+    except Exception as exc:  # the export must still deliver the TVM library and the PyTorch model
+        first = str(exc).strip().splitlines()
+        warnings.append(f"no ONNX file: {type(exc).__name__}: {first[0] if first else ''}")
+        path.unlink(missing_ok=True)
+        return {"file": None, "error": f"{type(exc).__name__}: {first[0] if first else ''}"}
+    import onnxruntime
+
+    if not diff <= TVM_TOLERANCE:
+        warnings.append(f"ONNX Runtime output differs from PyTorch by {diff:.3g} (> {TVM_TOLERANCE})")
+    return {"file": path.name, "opset": onnxrt.OPSET, "input_name": onnxrt.INPUT_NAME,
+            "output_name": onnxrt.OUTPUT_NAME, "batch": int(example.shape[0]), "max_abs_diff_vs_pytorch": diff,
+            "onnxruntime_version": onnxruntime.__version__}
+
+
+def _runtimes(config: dict[str, Any], profile: str) -> dict[str, Any]:
+    """TVM, ONNX Runtime and PyTorch latency (ms) of the exported candidate on ``profile``, side by side,
+    and the thread count each was fastest at."""
+    lat = config["latency_ms"].get(profile) or {}
+    runtimes = {"tvm": lat.get("tvm"), "onnxruntime": lat.get("onnxruntime"), "torch": lat.get("torch")}
+    if lat.get("onnxruntime_note"):
+        runtimes["onnxruntime_note"] = lat["onnxruntime_note"]
+    threads = {"tvm": lat.get("threads", lat.get("tvm_threads")), "onnxruntime": lat.get("onnxruntime_threads"),
+               "torch": lat.get("torch_threads")}
+    return {"runtimes": runtimes, "threads": threads}
+
+
 # -- the export ----------------------------------------------------------------------------------------------------
 
 
@@ -279,7 +319,7 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
         "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "study": study.study_name, "storage": display_url(storage) if storage else None, "trial": trial.number,
         "model": result.get("model"), "arch_key": result.get("arch_key"), "precision": precision,
-        "files": {"arch": "arch.json", "weights": "weights.pt", "library": None},
+        "files": {"arch": "arch.json", "weights": "weights.pt", "library": None, "onnx": None},
         "input": {"shape": input_shape, "dtype": "float32", "layout": "NCHW",
                   "pixel_scale": _pixel_scale(d.name, d.path),
                   "mean": list(splits.mean), "std": list(splits.std),
@@ -299,7 +339,7 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
         "params_dense": result.get("params_dense"),
         "latency_ms": result.get("latency_ms_final") or result.get("latency_ms") or {},
         "latency_ms_dense": result.get("latency_ms_dense") or {},
-        "profile": None, "library": None,
+        "profile": None, "library": None, "onnx": None,
     }
     if precision == "int8":
         config["int8"] = {"note": "model.so runs the post-training int8 network (float image in, float logits "
@@ -313,13 +353,21 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
             if isinstance(value, dict):
                 value.pop("per_layer", None)
 
+    if precision == "fp32":
+        config["onnx"] = _write_onnx(model, example, out / ONNX_FILE, warnings)
+        config["files"]["onnx"] = ONNX_FILE if config["onnx"].get("file") else None
+    else:
+        config["onnx"] = {"file": None, "note": "an int8 trial is deployed through TVM's integer kernels; no ONNX file"}
     if prof is not None:
+        config.update(_runtimes(config, prof.name))
         lib_path = out / LIBRARY_FILE
         built = (_build_int8_library(deployed, example, prof, lib_path) if precision == "int8"
                  else _build_library(model, example, prof, lib_path))
         config["files"]["library"] = LIBRARY_FILE
         config["profile"] = {"name": prof.name, "path": prof.path, "target": prof.target,
                              "threads": prof.threads, "runner": prof.runner.address()}
+        config["profile"]["threads"] = config["threads"].get("tvm") or prof.threads
+        config["profile"]["max_threads"] = prof.threads
         import tvm
         library = {"file": LIBRARY_FILE, "batch": batch, **built, "tvm_version": tvm.__version__}
         if not built["tuned"]:

@@ -36,8 +36,8 @@ def test_x86_tiny_net_builds_times_and_matches(tmp_path: Path) -> None:
     r = measure_candidate(model, x, profile, arch_key="tiny-net", tune=False, per_layer=True, cache_dir=tmp_path)
     assert r["tuned"] is False and r["cached"] is False and r["device"] == "local"
     assert r["max_abs_diff"] <= TOL
-    assert r["tvm"] > 0 and len(r["tvm_samples_ms"]) == profile.timing.repeat
-    assert r["torch"] > 0 and r["tvm_threads"] == profile.threads
+    assert r["tvm"] > 0 and len(r["tvm_samples_ms"]) == profile.timing.repeat * r["tvm_rounds"]
+    assert r["torch"] > 0 and r["tvm_threads"] in range(1, profile.threads + 1)
     assert r["compile_s"] > 0 and r["tune_s"] == 0 and r["measure_s"] > 0
     assert '"kind":"llvm"' in r["target"].replace(" ", "")
     names = [row["name"] for row in r["per_layer"]]

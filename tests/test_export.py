@@ -135,3 +135,41 @@ def test_plain_tvm_build_used_without_the_deploy_layer_matches_pytorch(searched,
     got = load_library(plain)["main"](tvm.runtime.tensor(x.numpy())).numpy()
     with torch.no_grad():
         assert np.abs(got - model(x).numpy()).max() <= 1e-4
+
+
+def test_export_carries_the_best_thread_count_the_onnx_file_and_each_runtime(tmp_path, monkeypatch):
+    """A trial timed on a 2-thread profile: deploy.json names the thread count the candidate was fastest
+    at, and TVM / ONNX Runtime / PyTorch latencies side by side; model.onnx runs and matches PyTorch."""
+    from test_deploy_support import fast_cpu_profile
+    from hwssl.config.profile import load_profile
+    from hwssl.deploy import onnxrt
+
+    monkeypatch.setenv("HWSSL_CACHE", str(tmp_path / "cache"))
+    space_file = tmp_path / "tiny.toml"
+    space_file.write_text(TINY_SPACE.replace("high = 1.0", "high = 4.0"))
+    profile = load_profile(fast_cpu_profile(tmp_path, threads=2, name="two_threads"))
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    study = run_search(SearchOptions(space=load_search_space(space_file), profiles=[profile], storage=storage,
+                                     study_name="thr", trials=1, tune=False, artifacts=str(tmp_path / "a"),
+                                     quiet=True))
+    trial = study.get_trials(states=(TrialState.COMPLETE,))[0]
+    lat = trial.user_attrs["result"]["latency_ms"]["two_threads"]
+    dense = trial.user_attrs["result"]["latency_ms_dense"]["two_threads"]
+    assert lat["threads"] in (1, 2) and dense["threads"] in (1, 2)  # each gets its own best count
+    assert lat["tvm"] == lat["tvm_by_threads"][str(lat["threads"])] == min(lat["tvm_by_threads"].values())
+    assert lat["tvm_rounds"] == dense["tvm_rounds"]  # timed together
+    assert lat["vs_dense"]["tvm"] == pytest.approx(lat["tvm"] / dense["tvm"])
+
+    out = tmp_path / "deploy"
+    export_trial(study, trial.number, out, profile=str(tmp_path / "two_threads.toml"), storage=storage)
+    cfg = load_config(out)
+    assert cfg["profile"]["threads"] == cfg["threads"]["tvm"] == lat["threads"]
+    assert cfg["profile"]["max_threads"] == 2
+    assert cfg["runtimes"] == {"tvm": lat["tvm"], "onnxruntime": lat["onnxruntime"], "torch": lat["torch"]}
+    assert cfg["threads"]["onnxruntime"] == lat["onnxruntime_threads"]
+    assert cfg["files"]["onnx"] == "model.onnx" and cfg["onnx"]["max_abs_diff_vs_pytorch"] <= 1e-4
+    model = load_exported(out)
+    x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = onnxrt.run(onnxrt.session(out / "model.onnx", 1), x.numpy())
+        assert np.abs(got - model(x).numpy()).max() <= 1e-4
