@@ -1,12 +1,17 @@
-"""Dense vs compacted latency, and TVM vs PyTorch eager, measured side by side in one run.
+"""Dense vs compacted latency, and TVM vs ONNX Runtime vs PyTorch eager, measured side by side in one run.
 
 For each net, one SSL candidate is trained from the space's cached dense checkpoint
 (``hwssl.evaluate.evaluate_candidate`` with the strengths given below), then the dense
 net and the compacted candidate are compiled and timed on one hardware profile with the
-same tuning budget (MetaSchedule database of the profile, reused across runs), and both
-are timed in PyTorch eager on the same host. Printed ratios:
+same tuning budget (MetaSchedule database of the profile, reused across runs). The two are
+timed together (``hwssl.deploy.candidate.measure_pair``: alternating rounds, every thread
+count 1..threads, the fastest count wins) in TVM and in ONNX Runtime (the file
+``torch.onnx.export`` writes, all graph optimisations, same thread counts), and in PyTorch
+eager on the same host. Printed: each runtime's ms (with the thread count TVM and ONNX
+Runtime were fastest at) and
 
 * ``dense/compact``: TVM latency of the dense net over that of the compacted one;
+* ``ort/tvm``: ONNX Runtime latency over TVM latency for the same net (is TVM worth it?);
 * ``torch/tvm``: PyTorch eager latency over TVM latency for the same net.
 
 Commands (the targets of issue #3: LeNet compacted >= 5x, ResNet-20 >= 2.5x, tuned TVM
@@ -38,13 +43,21 @@ CANDIDATES = {
 }
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:10.4f}" if value is not None else "       n/a"
+
+
+def _ratio(num: float | None, den: float | None) -> str:
+    return f"{num / den:8.2f}" if (num and den) else "     n/a"
+
+
 def _row(name: str, variant: str, macs: int, lat: dict) -> str:
-    tvm_ms, torch_ms = lat.get("tvm"), lat.get("torch")
-    ratio = f"{torch_ms / tvm_ms:8.2f}" if (tvm_ms and torch_ms) else "     n/a"
-    tvm_text = f"{tvm_ms:10.4f}" if tvm_ms is not None else "       n/a"
-    torch_text = f"{torch_ms:10.4f}" if torch_ms is not None else "       n/a"
+    tvm_ms, ort_ms, torch_ms = lat.get("tvm"), lat.get("onnxruntime"), lat.get("torch")
     state = "tuned" if lat.get("tuned") else "untuned"
-    return f"{name:<9} {variant:<9} {macs:>12,} {tvm_text} {torch_text} {ratio}  {state}"
+    threads = f"{lat.get('threads') or '-'}/{lat.get('onnxruntime_threads') or '-'}"
+    noisy = f"  noisy: {','.join(lat['noisy'])}" if lat.get("noisy") else ""
+    return (f"{name:<9} {variant:<9} {macs:>12,} {_ms(tvm_ms)} {_ms(ort_ms)} {_ms(torch_ms)} {threads:>7} "
+            f"{_ratio(ort_ms, tvm_ms)} {_ratio(torch_ms, tvm_ms)}  {state}{noisy}")
 
 
 def main() -> None:
@@ -61,7 +74,7 @@ def main() -> None:
     from hwssl.compact import arch_key, load_compacted
     from hwssl.config import load_search_space
     from hwssl.config.profile import load_profile
-    from hwssl.deploy import measure_candidate
+    from hwssl.deploy.candidate import Net, measure_pair
     from hwssl.evaluate import evaluate_candidate, prepare
     from hwssl.sparsity import count_macs
 
@@ -70,8 +83,10 @@ def main() -> None:
         profile = dataclasses.replace(profile, batch=args.batch)
     budget = args.trials_per_task or profile.tuning.full_trials_per_task
     lines = [f"profile {profile.name} ({args.profile}); TVM {'untuned' if args.no_tune else f'tuned, {budget} trials per task'};"
+             f" ONNX Runtime and TVM at the fastest of 1..{profile.threads} threads (column 'threads': TVM/ORT);"
              f" PyTorch eager with {profile.threads} threads; times in ms per batch of {profile.batch}",
-             f"{'net':<9} {'variant':<9} {'MACs':>12} {'TVM ms':>10} {'torch ms':>10} {'torch/tvm':>8}"]
+             f"{'net':<9} {'variant':<9} {'MACs':>12} {'TVM ms':>10} {'ORT ms':>10} {'torch ms':>10} {'threads':>7} "
+             f"{'ort/tvm':>8} {'torch/tvm':>8}"]
     summary = []
     for name in [n.strip() for n in args.nets.split(",") if n.strip()]:
         path, sets = CANDIDATES[name]
@@ -83,12 +98,17 @@ def main() -> None:
         dense = start.dense_model().eval()
         example = profile.example_input(start.splits.val.tensors[0])
         lat = {}
+        lat["compacted"], lat["dense"] = measure_pair(Net(compact, arch_key(compact.spec)),
+                                                      Net(dense, arch_key(dense.spec)), example, profile,
+                                                      tune=not args.no_tune, trials_per_task=budget)
         for variant, model in (("dense", dense), ("compacted", compact)):
-            lat[variant] = measure_candidate(model, example, profile, arch_key=arch_key(model.spec),
-                                             tune=not args.no_tune, trials_per_task=budget)
             macs, _ = count_macs(model, model.spec["input"])
             lines.append(_row(name, variant, macs, lat[variant]))
         d, c = lat["dense"].get("tvm"), lat["compacted"].get("tvm")
+        od, oc = lat["dense"].get("onnxruntime"), lat["compacted"].get("onnxruntime")
+        if od and oc:
+            summary.append(f"{name}: compacted is {od / oc:.2f}x faster than dense in ONNX Runtime; TVM is "
+                           f"{od / d:.2f}x (dense) and {oc / c:.2f}x (compacted) faster than ONNX Runtime")
         summary.append(f"{name}: compacted is {d / c:.2f}x faster than dense in TVM "
                        f"(MACs {result['flops_ratio']:.2f}x fewer; val accuracy {result['accuracy_dense']:.4f} -> "
                        f"{result['accuracy']:.4f}, test {result['accuracy_dense_test']:.4f} -> "

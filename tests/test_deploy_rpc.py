@@ -21,9 +21,10 @@ from hwssl.deploy import DeployError, measure_candidate
 SLOW_TIMING = "rounds = 40\nmax_rounds = 40\n"
 
 
-def _rpc_profile(tmp_path: Path, port: int, *, name: str = "rpc_dies", slow: bool = True) -> Path:
+def _rpc_profile(tmp_path: Path, port: int, *, name: str = "rpc_dies", slow: bool = True,
+                 reconnect_s: float = 0) -> Path:
     path = fast_cpu_profile(tmp_path, name=name, extra=f'[runner]\nkind = "rpc"\nhost = "127.0.0.1"\nport = {port}\n'
-                            'session_timeout_s = 120\n')
+                            f'session_timeout_s = 120\nreconnect_s = {reconnect_s}\n')
     if slow:
         text = path.read_text().replace("min_repeat_ms = 5\nrounds = 1\nmax_rounds = 2\n",
                                         "min_repeat_ms = 30\n" + SLOW_TIMING)
@@ -71,14 +72,15 @@ def test_killed_rpc_server_fails_the_measurement_with_the_reason_and_the_next_on
 
 def test_a_search_goes_on_after_the_device_dies_mid_trial(tiny_space_file: Path, tmp_path: Path) -> None:
     """The server is killed while trial 0 is being timed and restarted: trial 0 fails with the reason,
-    the study goes on and the next trial completes on the restarted server."""
+    the study goes on, and the next trial waits for the device (runner.reconnect_s) and completes
+    on the restarted server."""
     from hwssl.config import load_search_space
     from hwssl.search import SearchOptions, run_search
 
     port = free_port()
     log = tmp_path / "server.log"
     servers = [start("rpc_server", port, log)]
-    profile = load_profile(_rpc_profile(tmp_path, port))
+    profile = load_profile(_rpc_profile(tmp_path, port, reconnect_s=240))
 
     def kill_then_restart() -> None:
         if wait_for_text(log, "load_module", timeout_s=600):

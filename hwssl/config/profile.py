@@ -42,6 +42,8 @@ A profile is a TOML file (see ``hardware_profiles/``)::
     tracker_port = 9190
     key = ""
     session_timeout_s = 60
+    reconnect_s = 30                    # a device that does not answer is retried this long (a board
+                                        # rebooting, a server restarted) before the trial fails
 
 An llvm target without ``num-cores`` gets ``num-cores = threads`` (MetaSchedule
 needs it). ``mcpu = "host"`` in an llvm target is an hwssl extension: it becomes the LLVM
@@ -106,6 +108,7 @@ class RunnerSettings:
     tracker_port: int = 9190
     key: str = ""
     session_timeout_s: float = 60.0
+    reconnect_s: float = 30.0
 
     @property
     def uses_tracker(self) -> bool:
@@ -275,6 +278,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
         tracker_port=t.integer("tracker_port", RunnerSettings.tracker_port, minimum=1, maximum=65535),
         key=t.string("key", ""),
         session_timeout_s=t.number("session_timeout_s", RunnerSettings.session_timeout_s, positive=True),
+        reconnect_s=t.number("reconnect_s", RunnerSettings.reconnect_s, minimum=0),
     )
     if kind == "rpc":
         if runner.tracker_host and not runner.key:

@@ -56,7 +56,11 @@ def _check_remote(profile: HardwareProfile) -> None:
     if needs_cross_compiler(profile) and not profile.cross_compiler:
         raise DeployError(profile.path, "the target is for another CPU architecture than this machine; set "
                           "cross_compiler (e.g. 'aarch64-linux-gnu-g++')", key="cross_compiler")
+    deadline = time.monotonic() + profile.runner.reconnect_s
     ok, reason = profile_availability(profile)
+    while not ok and time.monotonic() < deadline:  # a board rebooting or a server restarting: wait a while
+        time.sleep(1.0)
+        ok, reason = profile_availability(profile)
     if not ok:
         raise DeployError(profile.path, f"{reason}; start `python -m tvm.exec.rpc_server` on the device "
                           "(or a tracker) or fix [runner]", key="runner")
@@ -163,15 +167,17 @@ def measure_networks(nets: list[Net], example_input: torch.Tensor, profile: Hard
     keys = [latency_key(arch_key=n.arch_key, profile=profile, target=tstr, tuned=will_tune,
                         trials_per_task=trials if will_tune else None, versions=_versions(),
                         input_shape=tuple(example_input.shape)) for n in nets]
-    hits: list[dict[str, Any] | None] = [None] * len(nets)
+    hits: list[dict[str, Any] | None] = [None] * len(nets)  # cached builds
+    complete = []  # ... whose record also has every timing asked for
     if skipped is None:
         for i, (net, key) in enumerate(zip(nets, keys)):
             hit = cache.get(key)
-            if (hit is not None and (hit.get("per_layer") or not net.per_layer) and (hit.get("torch") or not wants_torch)
-                    and (hit.get("onnxruntime") or not wants_onnx or hit.get("onnxruntime_note"))
+            if (hit is not None and (hit.get("per_layer") or not net.per_layer)
                     and cache.path(key).with_suffix(".so").is_file()):
                 hits[i] = hit
-        if reuse_timings and all(h is not None for h in hits):
+                complete.append(hit.get("tvm") is not None and (hit.get("torch") or not wants_torch)
+                                and (hit.get("onnxruntime") or not wants_onnx or "onnxruntime_note" in hit))
+        if reuse_timings and len(complete) == len(nets) and all(complete):
             return [dict(h, cached=True) for h in hits]  # type: ignore[arg-type]
     if profile.is_remote:
         _check_remote(profile)
@@ -273,13 +279,13 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
 
 
 def measure_pair(candidate: Net, dense: Net, example_input: torch.Tensor, profile: HardwareProfile, *,
-                 tune: bool, trials_per_task: int | None = None, cache_dir: str | Path | None = None
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 tune: bool, trials_per_task: int | None = None, cache_dir: str | Path | None = None,
+                 torch_timing: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """A candidate and its dense reference timed together (always re-timed; builds cached).
     The candidate's record gets ``vs_dense`` ({runtime: candidate ms / dense ms}), a ratio
     that holds when the machine's load moves both."""
     cand, dense_r = measure_networks([candidate, dense], example_input, profile, tune=tune,
-                                     trials_per_task=trials_per_task, cache_dir=cache_dir)
+                                     trials_per_task=trials_per_task, cache_dir=cache_dir, torch_timing=torch_timing)
     ratios = {rt: cand[rt] / dense_r[rt] for rt in ("tvm", "onnxruntime", "torch")
               if cand.get(rt) and dense_r.get(rt)}
     if ratios:

@@ -132,24 +132,35 @@ def run_local(compiled: Compiled, profile: HardwareProfile, example: torch.Tenso
     return DeviceResult(Timing(samples, threads), diff, layers, "local")
 
 
-@contextlib.contextmanager
-def rpc_session(profile: HardwareProfile) -> Iterator[Any]:
-    """An RPC session to the profile's device (direct or via tracker); :class:`DeployError` if unreachable."""
+def _connect(profile: HardwareProfile) -> Any:
     from tvm import rpc
 
     run = profile.runner
-    try:
-        if run.uses_tracker:
-            tracker = rpc.connect_tracker(run.tracker_host, run.tracker_port)
-            session = tracker.request(run.key, priority=1, session_timeout=int(run.session_timeout_s))
-        else:
-            session = rpc.connect(run.host, run.port, session_timeout=int(run.session_timeout_s))
-    except Exception as exc:
-        what = (f"tracker {run.tracker_host}:{run.tracker_port} (key {run.key!r})" if run.uses_tracker
-                else f"rpc_server {run.host}:{run.port}")
-        raise DeployError(profile.path, f"cannot reach {what}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
-                          "start `python -m tvm.exec.rpc_server` on the device or fix [runner]",
-                          key="runner") from exc
+    if run.uses_tracker:
+        tracker = rpc.connect_tracker(run.tracker_host, run.tracker_port)
+        return tracker.request(run.key, priority=1, session_timeout=int(run.session_timeout_s))
+    return rpc.connect(run.host, run.port, session_timeout=int(run.session_timeout_s))
+
+
+@contextlib.contextmanager
+def rpc_session(profile: HardwareProfile) -> Iterator[Any]:
+    """An RPC session to the profile's device (direct or via tracker), retried for ``runner.reconnect_s``
+    (a board rebooting, a server restarting); :class:`DeployError` if it stays unreachable."""
+    run = profile.runner
+    deadline = time.monotonic() + run.reconnect_s
+    while True:
+        try:
+            session = _connect(profile)
+            break
+        except Exception as exc:
+            if time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            what = (f"tracker {run.tracker_host}:{run.tracker_port} (key {run.key!r})" if run.uses_tracker
+                    else f"rpc_server {run.host}:{run.port}")
+            raise DeployError(profile.path, f"cannot reach {what}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                              "start `python -m tvm.exec.rpc_server` on the device or fix [runner]",
+                              key="runner") from exc
     yield session
 
 
