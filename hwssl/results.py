@@ -70,6 +70,8 @@ def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
             dense = dense_source.get("tvm")
             row[f"tvm_ms:{p}"] = tvm
             row[f"torch_ms:{p}"] = trial_latency(result, p, "torch")
+            row[f"ort_ms:{p}"] = trial_latency(result, p, "onnxruntime")
+            row[f"threads:{p}"] = trial_latency(result, p, "threads")
             row[f"tuned:{p}"] = bool((result.get("latency_ms_final", {}).get(p)
                                       or result.get("latency_ms", {}).get(p, {})).get("tuned", False))
             row[f"dense_tvm_ms:{p}"] = dense

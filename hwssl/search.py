@@ -288,6 +288,17 @@ class Objective:
         return values
 
 
+def _latency_notes(lat: dict[str, Any]) -> str:
+    """`` (1 thr, 2.31x faster than dense, noisy)`` for the one-line trial summary."""
+    notes = [f"{lat['threads']} thr"] if lat.get("threads") else []
+    ratio = (lat.get("vs_dense") or {}).get("tvm")
+    if ratio:
+        notes.append(f"{1 / ratio:.2f}x faster than dense" if ratio < 1 else f"{ratio:.2f}x slower than dense")
+    if lat.get("noisy"):
+        notes.append("noisy: " + ",".join(lat["noisy"]))
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 class Reporter:
     """Progress bars (study + current trial) with ETA and one line per finished trial."""
 
@@ -332,7 +343,7 @@ class Reporter:
     def trial_finished(self, number: int, result: dict[str, Any], values: list[float]) -> None:
         self._end_trial()
         self.study_bar.update(1)
-        lat = " ".join(f"{p}={v.get('tvm'):.3f}ms" for p, v in result.get("latency_ms", {}).items()
+        lat = " ".join(f"{p}={v.get('tvm'):.3f}ms{_latency_notes(v)}" for p, v in result.get("latency_ms", {}).items()
                        if v.get("tvm") is not None)
         tag = "" if result.get("precision", "fp32") == "fp32" else (
             f" [{result['precision']}, {'integer-only' if result.get('integer_only') else 'NOT integer-only'}]")
