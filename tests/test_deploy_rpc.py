@@ -118,7 +118,7 @@ def test_two_search_workers_time_through_a_real_tracker_with_two_boards(tiny_spa
                                    "session_timeout_s = 120\n")
         storage = f"sqlite:///{tmp_path / 'pool.db'}"
         cmd = [sys.executable, "-m", "hwssl.cli", "search", "--space", str(tiny_space_file), "--storage", storage,
-               "--study", "pool", "--profile", str(profile), "--no-tune", "--trials", "3", "--resume", "--quiet",
+               "--study", "pool", "--profile", str(profile), "--no-tune", "--trials", "2", "--resume", "--quiet",
                "--no-report",
                "--artifacts", str(tmp_path / "a")]
         workers = [subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -135,7 +135,7 @@ def test_two_search_workers_time_through_a_real_tracker_with_two_boards(tiny_spa
             stop(p)
     study = optuna.load_study(study_name="pool", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) >= 3
+    assert len(complete) >= 2
     for t in complete:
         lat = t.user_attrs["result"]["latency_ms"]["boards"]
         assert lat["device"] == f"rpc://{key}@127.0.0.1:{tracker_port}" and lat["tvm"] > 0
