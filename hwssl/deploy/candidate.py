@@ -13,6 +13,7 @@ record as it is, like before.
 
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 import time
@@ -203,12 +204,17 @@ def measure_networks(nets: list[Net], example_input: torch.Tensor, profile: Hard
                 result.update(skipped=skipped, artifacts=files)
                 results.append(result)
                 continue
-            export_library(compiled, profile, lib_path)
+            # written aside and renamed: another worker may be loading the cached library right now
+            tmp_lib = export_library(compiled, profile, lib_path.with_name(f"{key}.{os.getpid()}.tmp.so"))
+            os.replace(tmp_lib, lib_path)
         onnx_path = _onnx_file(model, example_input, lib_path.with_suffix(".onnx"), result) if wants_onnx else None
-        if not wants_onnx:
+        if onnx_path is None:
             result["onnxruntime"] = None
             if profile.is_remote:
                 result["onnxruntime_note"] = "ONNX Runtime is timed on this host only; not on the RPC device"
+            elif not wants_onnx and "onnxruntime_note" not in result:
+                result["onnxruntime_note"] = ("ONNX Runtime is timed for fp32 networks on CPU profiles only"
+                                              if onnx_timing else "ONNX Runtime timing was not asked for")
         device_nets.append(DeviceNet(lib_path, reference, compiled, net.per_layer and compiled is not None, onnx_path))
         results.append(result)
     if skipped is not None:

@@ -13,6 +13,7 @@ thread count being timed (the same counts as TVM), one inter-op thread.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path)
     """Write ``model`` (eval mode, fixed input shape of ``example``) as an ONNX file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")  # renamed when complete: readers never see half
     with warnings.catch_warnings(), torch.no_grad():
         # constant-folding notes about strided slices and the exporter's deprecation notice
         warnings.simplefilter("ignore")
