@@ -73,8 +73,10 @@ def _summary(r: dict) -> str:
                      f"{' lowered' if kept['lowered'] else ''}")
     for prof, lat in r.get("latency_ms", {}).items():
         dense = r["latency_ms_dense"][prof]
-        lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
-                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
+        lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms at {lat.get('threads')} thread(s) (dense "
+                     f"{dense.get('tvm')} at {dense.get('threads')}), onnxruntime {lat.get('onnxruntime')} ms "
+                     f"(dense {dense.get('onnxruntime')}), torch {lat.get('torch')} ms, "
+                     f"{'tuned' if lat.get('tuned') else 'untuned'}{'; noisy: ' + ','.join(lat['noisy']) if lat.get('noisy') else ''}")
     if "accuracy_int8" in r:
         lines.append(f"  int8      val {r['accuracy_int8']:.4f}, test {r['accuracy_int8_test']:.4f}; "
                      f"{'integer-only' if r['integer_only'] else 'NOT integer-only'}, {len(r['float_ops'])} float "
