@@ -115,3 +115,12 @@ def test_a_pair_is_timed_together_and_retimed_from_cached_builds(tmp_path: Path)
 def test_timing_summary_of_one_sample() -> None:
     t = Timing([2.0])
     assert t.iqr_ms == (2.0, 2.0) and t.spread == 0.0
+
+
+def test_a_series_that_cannot_win_its_group_stops_being_timed() -> None:
+    """Thread counts of one network compete: one far slower than the fastest after a round is retired."""
+    settings = TimingSettings(rounds=3, max_rounds=3, max_spread=10.0)
+    fast, slow, other = time_interleaved([_busy(2_000), _busy(1_000_000), _busy(1_000_000)], settings,
+                                         groups=["net", "net", "other"], threads=[1, 2, 1])
+    assert fast.rounds == 3 and slow.rounds == 1 and other.rounds == 3  # 'other' is the best of its group
+    assert (fast.threads, slow.threads) == (1, 2)

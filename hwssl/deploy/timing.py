@@ -74,40 +74,49 @@ def _settled(samples: list[float], max_spread: float) -> bool:
     return Timing(samples).spread <= max_spread
 
 
-def time_interleaved(runners: Sequence[Runner], settings: TimingSettings, *,
-                     watch: Sequence[int] | Callable[[list[list[float]]], Sequence[int]] | None = None,
+#: a series this many times slower than the fastest of its group after a round stops being timed
+RETIRE_FACTOR = 2.0
+
+
+def time_interleaved(runners: Sequence[Runner], settings: TimingSettings, *, groups: Sequence[Any] | None = None,
                      threads: Sequence[int | None] | None = None, settle: bool = True) -> list[Timing]:
     """Time ``runners`` together in alternating rounds; one :class:`Timing` per runner, in order.
 
-    Rounds go on until every *watched* series (all of them by default; ``watch`` may be a list of
-    indices, or a function of the samples so far that returns them, e.g. "the best thread count
-    of each network") has a spread <= ``settings.max_spread``, with at least ``settings.rounds``
-    and at most ``settings.max_rounds`` rounds. Watched series that did not settle are ``noisy``.
+    ``groups`` labels alternatives: series of one group (e.g. one network in one runtime at
+    several thread counts) compete, and only the fastest of each group must settle; a series
+    :data:`RETIRE_FACTOR` times slower than its group's fastest after a round cannot win and is
+    not timed again (under load a thread count that shares a busy core can be 10-300x slower).
+    Without ``groups`` every series is its own group. Rounds go on until the fastest series of
+    every group has a spread <= ``settings.max_spread``, with at least ``settings.rounds`` and at
+    most ``settings.max_rounds`` rounds; a fastest series that did not settle is ``noisy``.
     ``settle=False`` runs exactly ``settings.rounds`` rounds (a side measurement that should not
     cost more rounds) and flags every unsettled series. ``threads`` labels each series.
     """
     if not runners:
         return []
+    labels = list(groups) if groups is not None else list(range(len(runners)))
     samples: list[list[float]] = [[] for _ in runners]
     medians: list[list[float]] = [[] for _ in runners]
-    order = list(range(len(runners)))
+    active = list(range(len(runners)))
     rounds = 0
     while True:
-        for i in (order if rounds % 2 == 0 else order[::-1]):
+        for i in (active if rounds % 2 == 0 else active[::-1]):
             got = runners[i]()
             samples[i] += got
             medians[i].append(float(statistics.median(got)))
         rounds += 1
-        watched = list(range(len(runners))) if watch is None else list(watch(samples) if callable(watch) else watch)
+        timings = [Timing(s) for s in samples]
+        best = best_by_group(timings, labels)
+        active = [i for i in active if timings[i].median_ms <= RETIRE_FACTOR * timings[best[labels[i]]].median_ms]
+        watched = list(best.values()) if settle else list(range(len(runners)))
         unsettled = [i for i in watched if not _settled(samples[i], settings.max_spread)]
         if not settle and rounds >= settings.rounds:
-            unsettled = [i for i in range(len(runners)) if not _settled(samples[i], settings.max_spread)]
             break
         if rounds >= settings.max_rounds or (rounds >= settings.rounds and not unsettled):
             break
     noisy = set(unsettled)
     counts = list(threads) if threads is not None else [None] * len(runners)
-    return [Timing(s, counts[i], rounds, i in noisy, medians[i]) for i, s in enumerate(samples)]
+    return [Timing(s, counts[i], len(medians[i]), i in noisy, medians[i]) for i, s in enumerate(samples)]
 
 
 def best_by_group(timings: Sequence[Timing], groups: Sequence[Any]) -> dict[Any, int]:
@@ -117,14 +126,6 @@ def best_by_group(timings: Sequence[Timing], groups: Sequence[Any]) -> dict[Any,
         if t.samples_ms and (g not in best or t.median_ms < timings[best[g]].median_ms):
             best[g] = i
     return best
-
-
-def watch_best(groups: Sequence[Any]) -> Callable[[list[list[float]]], list[int]]:
-    """A ``watch`` for :func:`time_interleaved`: the current fastest series of each group (the
-    other thread counts only decide which count wins; they need not settle)."""
-    def pick(samples: list[list[float]]) -> list[int]:
-        return list(best_by_group([Timing(s) if s else Timing([float("inf")]) for s in samples], groups).values())
-    return pick
 
 
 def allowed_cpus() -> list[int] | None:

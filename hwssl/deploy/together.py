@@ -28,7 +28,7 @@ from hwssl.deploy.errors import DeployError
 from hwssl.deploy.measure import (_remote_threads, configure_tvm_threads, per_kernel_times, rpc_session,
                                   time_vm)
 from hwssl.deploy.target import local_device
-from hwssl.deploy.timing import Runner, Timing, best_by_group, time_interleaved, watch_best
+from hwssl.deploy.timing import Runner, Timing, best_by_group, time_interleaved
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _interleave(series: list[tuple[int, str, int | None, Runner]], profile: Hard
                 ) -> dict[tuple[int, str], dict[int | None, Timing]]:
     """Time every (net, runtime, threads) series together; {(net, runtime): {threads: Timing}}."""
     groups = [(n, rt) for n, rt, _, _ in series]
-    timings = time_interleaved([r for *_, r in series], profile.timing, watch=watch_best(groups),
+    timings = time_interleaved([r for *_, r in series], profile.timing, groups=groups,
                                threads=[t for _, _, t, _ in series])
     out: dict[tuple[int, str], dict[int | None, Timing]] = {}
     for (n, rt, t, _), timing in zip(series, timings):
