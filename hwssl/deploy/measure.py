@@ -1,4 +1,4 @@
-"""Timing: TVM Relax VM locally or over TVM RPC, PyTorch eager on the host, per-kernel breakdown.
+"""Timing building blocks: TVM Relax VM rounds, RPC sessions, PyTorch eager on the host, per-kernel breakdown.
 
 Threads. TVM's runtime reads ``TVM_NUM_THREADS`` once, when its thread pool
 is first queried, and ``runtime.config_threadpool`` can only lower the count
@@ -10,7 +10,7 @@ imported, and :func:`configure_tvm_threads` picks a count per measurement
 ``kSpecifyOneCorePerThread`` affinity mode) and reports what the runtime
 actually uses.
 
-:func:`time_on_device` is the protocol the search uses: every network of a list
+:func:`hwssl.deploy.together.time_on_device` is the protocol the search uses: every network of a list
 (a candidate and its dense reference) at every thread count from 1 to the
 profile's ``threads``, in TVM and (local CPU) ONNX Runtime, interleaved in
 rounds by :func:`hwssl.deploy.timing.time_interleaved`.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ from tvm import relax
 from hwssl.config.profile import HardwareProfile, TimingSettings
 from hwssl.deploy.compile import Compiled, Kernel, export_library, max_abs_diff
 from hwssl.deploy.errors import DeployError
-from hwssl.deploy.target import local_device
 from hwssl.deploy.timing import Timing, allowed_cpus
 
 # TVM's ThreadGroup affinity modes (src/runtime/threading_backend.h): kBig pins workers by core
@@ -118,20 +116,6 @@ def per_kernel_times(library: Any, kernels: list[Kernel], dev: Any, timing: Timi
     return rows
 
 
-def run_local(compiled: Compiled, profile: HardwareProfile, example: torch.Tensor, reference: np.ndarray, *,
-              per_layer: bool) -> DeviceResult:
-    """Run on this machine: numerics check, network timing and optional per-kernel times."""
-    dev = local_device(profile)
-    threads = configure_tvm_threads(profile.threads) if profile.target_kind == "llvm" else None
-    rt_mod = compiled.executable.jit()
-    vm = relax.VirtualMachine(rt_mod, dev)
-    x = tvm.runtime.tensor(example.detach().cpu().numpy(), device=dev)
-    diff = max_abs_diff(vm["main"](x), reference)
-    samples = time_vm(vm, dev, [x], profile.timing)
-    layers = per_kernel_times(rt_mod.imports[0], compiled.kernels, dev, profile.timing) if per_layer else []
-    return DeviceResult(Timing(samples, threads), diff, layers, "local")
-
-
 def _connect(profile: HardwareProfile) -> Any:
     from tvm import rpc
 
@@ -184,15 +168,6 @@ def run_rpc(compiled: Compiled, profile: HardwareProfile, example: torch.Tensor,
             remote.upload(str(kernels_path))
             layers = per_kernel_times(remote.load_module(kernels_path.name), compiled.kernels, dev, profile.timing)
     return DeviceResult(Timing(samples, threads), diff, layers, profile.runner.address())
-
-
-def run_on_device(compiled: Compiled, profile: HardwareProfile, example: torch.Tensor, reference: np.ndarray, *,
-                  per_layer: bool = False) -> DeviceResult:
-    """:func:`run_rpc` (through a temporary folder) or :func:`run_local`, as the profile's runner says."""
-    if profile.is_remote:
-        with tempfile.TemporaryDirectory(prefix="hwssl-rpc-") as tmp:
-            return run_rpc(compiled, profile, example, reference, per_layer=per_layer, workdir=Path(tmp))
-    return run_local(compiled, profile, example, reference, per_layer=per_layer)
 
 
 def _remote_threads(remote: Any, threads: int) -> int | None:
