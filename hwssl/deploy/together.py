@@ -173,7 +173,7 @@ def _time_rpc(nets: list[DeviceNet], profile: HardwareProfile, example: torch.Te
                     rows = per_kernel_times(remote.load_module(kpath.name), net.compiled.kernels, dev,
                                             profile.timing)
                 layers.append(rows)
-        except DeployError:
+        except (DeployError, ValueError):  # ours, or a numerics mismatch: not a lost device
             raise
         except Exception as exc:  # the server died or the connection dropped mid-measurement
             first = str(exc).strip().splitlines()
