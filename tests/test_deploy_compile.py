@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +157,13 @@ target = {{ kind = "llvm" }}
 kind = "rpc"
 host = "127.0.0.1"
 port = {port}
+reconnect_s = 2
 """)
     model, x = tiny_net()
+    t0 = time.monotonic()
     with pytest.raises(DeployError) as info:
         measure_candidate(model, x, load_profile(path), arch_key="a", tune=False, cache_dir=tmp_path)
+    assert 2 <= time.monotonic() - t0 < 20  # retried for runner.reconnect_s, then gave up
     msg = str(info.value)
     assert info.value.key == "runner" and msg.startswith(f"{path}: key 'runner': ")
     assert f"127.0.0.1:{port}" in msg and "rpc_server" in msg
