@@ -106,9 +106,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from hwssl.storage import load_study
         interrupted = True
-        import optuna
-        study = optuna.load_study(study_name=opts.name, storage=opts.storage_url)
+        study = load_study(opts.name, opts.storage_url)
     if not interrupted and profiles and opts.tune and not args.no_final_tune:
         _retime(study, profiles, args.final_trials_per_task)
     names = study_profiles(study) or [None]
@@ -134,11 +134,9 @@ def _retime(study, profiles, trials_per_task) -> None:
 
 
 def cmd_retime(args: argparse.Namespace) -> int:
-    import optuna
+    from hwssl.storage import default_storage_url, load_study
 
-    from hwssl.search import DEFAULT_STORAGE_FILE
-    storage = args.storage or f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
-    study = optuna.load_study(study_name=args.study, storage=storage)
+    study = load_study(args.study, args.storage or default_storage_url())
     paths = args.profile or [p["path"] for p in study.user_attrs.get("profiles", [])]
     if not paths:
         print("error: the study has no hardware profile to re-time on", file=sys.stderr)
@@ -191,21 +189,13 @@ def _report_after_search(study, storage_url: str) -> None:
     print(f"report: {path}")
 
 
-def _default_storage() -> str:
-    from hwssl.search import DEFAULT_STORAGE_FILE
-    return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from hwssl.report import StudyNotFound, build_report, default_out_dir, load_study
+    from hwssl.report import build_report, default_out_dir
+    from hwssl.storage import default_storage_url, load_study
 
-    storage = args.storage or _default_storage()
-    try:
-        study = load_study(args.study, storage)
-        others = [load_study(name, storage) for name in args.compare]
-    except StudyNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    storage = args.storage or default_storage_url()
+    study = load_study(args.study, storage)
+    others = [load_study(name, storage) for name in args.compare]
     path = build_report(study, args.out or default_out_dir(args.study), storage, compare=others)
     print(f"report: {path}")
     print(f"trials: {path.parent / 'trials.csv'}")
@@ -214,14 +204,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hwssl.export import ExportError, export_trial
-    from hwssl.report import StudyNotFound, load_study
+    from hwssl.storage import default_storage_url, load_study
 
-    storage = args.storage or _default_storage()
+    storage = args.storage or default_storage_url()
+    study = load_study(args.study, storage)
     try:
-        study = load_study(args.study, storage)
         done = export_trial(study, args.trial, args.out, profile=args.profile, storage=storage,
                             space_path=args.space)
-    except (StudyNotFound, ExportError) as exc:
+    except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     c = done.config
@@ -240,10 +230,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from hwssl.config.profile import list_profiles
+    from hwssl.deploy.availability import list_profiles
     rows = list_profiles(args.dir)
     for row in rows:
-        print("  ".join(str(v) for v in (row if isinstance(row, (list, tuple)) else row.values())))
+        print("  ".join(str(v) for v in row.values()))
     return 0
 
 
@@ -327,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retime", help="fully tune and re-time the Pareto-optimal trials of a study")
     p.add_argument("--study", required=True)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; journal:PATH for a journal)")
     p.add_argument("--profile", action="append", default=[], metavar="FILE",
                    help="profiles to re-time on (default: the study's)")
     p.add_argument("--trials-per-task", type=int, help="default: each profile's full_trials_per_task")
@@ -340,10 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hwssl.storage import StorageError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.util
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -156,42 +155,13 @@ def _export_built(compiled: Any, profile: Any, path: Path, builder: str, databas
             "tuned": bool(database is not None and compiled.scheduled_kernels > 0)}
 
 
-def _build_with_deploy(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    """Build through hwssl.deploy (same fusion as tuning, profile's database, cross-linking)."""
+def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
+    """Through hwssl.deploy: same fusion as tuning, the profile's database, cross-linking."""
     from hwssl.deploy import compile_model, make_target
 
     database, db_dir = _tuning_records(profile)
     compiled = compile_model(model, example, profile, make_target(profile), database)
     return _export_built(compiled, profile, path, "hwssl.deploy", database, db_dir)
-
-
-def build_library_direct(model: nn.Module, example: torch.Tensor, target: dict[str, Any], path: Path,
-                         cross_compiler: str = "") -> dict[str, Any]:
-    """Plain TVM build (no tuning database): torch.export -> Relax -> ``tvm.compile`` -> ``export_library``."""
-    import tvm
-    from tvm.relax.frontend.torch import from_exported_program
-
-    target = dict(target)
-    if target.get("kind") == "llvm" and target.get("mcpu") == "host":
-        target["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
-    with torch.no_grad():
-        exported = torch.export.export(model.eval(), (example,))
-    mod = from_exported_program(exported, keep_params_as_input=False, unwrap_unit_return_tuple=True)
-    tvm_target = tvm.target.Target(target)
-    ex = tvm.compile(mod, tvm_target)
-    if cross_compiler:
-        from tvm.support import cc
-        ex.export_library(str(path), fcompile=cc.cross_compiler(cross_compiler))
-    else:
-        ex.export_library(str(path))
-    return {"target": str(tvm_target), "builder": "tvm.compile", "database": None, "tuned": False}
-
-
-def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    """Through the deployment layer when it is there, else with plain TVM."""
-    if importlib.util.find_spec("hwssl.deploy.compile") and importlib.util.find_spec("hwssl.deploy.target"):
-        return _build_with_deploy(model, example, profile, path)
-    return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
 
 
 def _int8_network(model: nn.Module, splits: Any, space: Any) -> nn.Module:
@@ -214,7 +184,7 @@ def _build_int8_library(qnet: nn.Module, example: torch.Tensor, profile: Any, pa
 
 
 def _runs_here(profile: Any) -> bool:
-    from hwssl.config.profile import gpu_available, needs_cross_compiler
+    from hwssl.deploy.availability import gpu_available, needs_cross_compiler
     if needs_cross_compiler(profile):
         return False
     return profile.target_kind != "cuda" or gpu_available()[0]
@@ -246,7 +216,7 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
                  storage: str = "", space_path: str | None = None) -> ExportResult:
     """Write the model, the TVM library for ``profile`` (a study profile name or a profile file; none =
     no library) and ``deploy.json`` to ``out_dir``; see the module docstring."""
-    from hwssl.report.load import display_url
+    from hwssl.storage import display_url
     from hwssl.train import accuracy
 
     trial = _trial(study, trial_number)
@@ -355,4 +325,4 @@ def load_exported(directory: str | Path) -> nn.Module:
 
 
 __all__ = ["EXPORT_FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported", "load_config",
-           "load_library", "build_library_direct"]
+           "load_library"]

@@ -22,19 +22,16 @@ import os
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
-import sqlalchemy.exc
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hwssl.config.space import SearchSpace
+from hwssl.storage import Heartbeat, default_storage_url, open_storage, study_names
 
-DEFAULT_STORAGE_FILE = "hwssl.db"
 OBJECTIVE_ACCURACY = "accuracy"
 
 
@@ -60,7 +57,6 @@ class SearchOptions:
     seed: int | None = None
     overrides: Sequence[str] = ()         # the --set KEY=VALUE strings the space was loaded with
     quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     # baselines (hwssl.baselines): what a trial samples instead of SSL strengths
     method: str = "ssl"                   # ssl | l1 | torch-pruning | dense
     method_params: dict[str, Any] = field(default_factory=dict)   # fixed parameters of the method
@@ -78,38 +74,13 @@ class SearchOptions:
 
     @property
     def storage_url(self) -> str:
-        if self.storage:
-            return self.storage
-        return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
+        return self.storage or default_storage_url()
 
 
 def objective_names(profiles: Sequence[Any]) -> list[str]:
     if not profiles:
         return [OBJECTIVE_ACCURACY, "macs"]
     return [OBJECTIVE_ACCURACY] + [f"latency_ms:{p.name}" for p in profiles]
-
-
-def make_storage(url: str, opts: SearchOptions) -> optuna.storages.BaseStorage:
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    # Workers started together race to create the schema; the loser sees an IntegrityError
-    # and simply connects again to the now-initialised database.
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                      max_retry=opts.max_retry), **kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
-            if attempt == 4:
-                raise
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -159,12 +130,13 @@ def resume_seed(study: optuna.Study, seed: int) -> int:
 
 def open_study(opts: SearchOptions) -> optuna.Study:
     """Create the study, or load it with ``resume``; a resumed study must have the same objectives."""
-    storage = make_storage(opts.storage_url, opts)
+    storage = open_storage(opts.storage_url, create=True,
+                           heartbeat=Heartbeat(opts.heartbeat_interval, opts.grace_period, opts.max_retry))
     names = objective_names(opts.profiles)
     seed = opts.space.seed if opts.seed is None else opts.seed
     kind = opts.sampler or opts.space.search.sampler
     sampler = make_sampler(kind, seed)  # an unknown sampler fails here, before a study is created
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    existing = set(study_names(storage))
     if opts.name in existing and not opts.resume:
         raise SearchError(f"study {opts.name!r} already exists in {opts.storage_url}; add --resume to continue it "
                           f"or choose another --study name")
@@ -357,7 +329,7 @@ def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
 def check_profiles_timable(profiles: Sequence[Any]) -> None:
     if not profiles:
         return
-    from hwssl.config.profile import profile_availability
+    from hwssl.deploy.availability import profile_availability
     for p in profiles:
         ok, reason = profile_availability(p)
         if not ok:

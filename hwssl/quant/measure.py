@@ -16,10 +16,11 @@ import hwssl.deploy  # noqa: F401  (sets TVM_NUM_THREADS before TVM is imported)
 import tvm
 from tvm import relax
 
-from hwssl.config.profile import HardwareProfile, profile_availability
+from hwssl.config.profile import HardwareProfile
+from hwssl.deploy.availability import profile_availability
 from hwssl.deploy.compile import Compiled, build, import_model, max_abs_diff, prepare, torch_reference
 from hwssl.deploy.measure import run_rpc, time_torch
-from hwssl.deploy.target import make_target, target_string
+from hwssl.deploy.target import make_target
 from hwssl.deploy.tune import tune_and_open
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
@@ -225,7 +226,7 @@ def quantize_and_measure(model_fp32: nn.Module, calib_x: torch.Tensor, test_data
     lap("compile_int8")
     result.update(integer_only=report["integer_only"], strict_integer_only=report["strict_integer_only"],
                   int_ops=report["int_ops"], float_ops=report["float_ops"], integer_counts=report["counts"],
-                  compile_s=round(compiled.compile_s, 3), target=target_string(compiled.target), tuning=stats,
+                  compile_s=round(compiled.compile_s, 3), target=str(compiled.target), tuning=stats,
                   scheduled_kernels=compiled.scheduled_kernels, kernels=compiled.total_kernels)
     if integer_io_check:
         result["integer_io_report"] = integer_io_report(model_fp32, calib_x, profile, calibration=calibration)

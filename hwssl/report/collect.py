@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hwssl.compare import REF_COST, MethodSummary, dominance_bands, summarise
 from hwssl.pareto import best_under, hypervolume_history, knee_index, pareto_indices
 from hwssl.report import fmt
-from hwssl.report.load import display_url
+from hwssl.storage import display_url
 from hwssl.results import study_trials, trial_latency, trials_frame
 
 MACS = "macs"

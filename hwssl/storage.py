@@ -1,0 +1,138 @@
+"""Study storage: the one place that turns a storage URL into an Optuna storage.
+
+URLs: ``sqlite:///PATH`` (the default, ``hwssl.db`` in the working folder),
+``postgresql://user:pass@host/db`` (several machines) and ``journal:PATH`` (an
+Optuna journal file). Every command opens storage through :func:`open_storage`
+and studies through :func:`load_study`, so a missing file, an unknown study or
+an unreachable server is one line naming the URL (password hidden) instead of
+a traceback or, worse, a silently created empty database.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+DEFAULT_STORAGE_FILE = "hwssl.db"
+JOURNAL_PREFIX = "journal:"
+
+
+class StorageError(RuntimeError):
+    """A storage cannot be opened (missing file, unreachable server, bad URL); one line."""
+
+
+class StudyNotFound(StorageError):
+    """The study named on the command line is not in the storage; the message lists what is."""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Heartbeats of a worker: a RUNNING trial whose worker died is failed and re-queued."""
+
+    interval_s: int = 30
+    grace_period_s: int = 90
+    max_retry: int = 2
+
+
+def default_storage_url() -> str:
+    """``sqlite:///`` + the absolute path of ``hwssl.db`` in the working folder."""
+    return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
+
+
+def display_url(url: str) -> str:
+    """The storage URL with any password replaced by ``***`` (safe to print in a report)."""
+    if "://" not in url or "@" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: drop the user-info part entirely
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` names SQLAlchemy's psycopg2 dialect; use psycopg 3 when only it is installed."""
+    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what went wrong, without SQLAlchemy's background links."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+def open_storage(url: str, *, create: bool = False, heartbeat: Heartbeat | None = None
+                 ) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``. Without ``create`` a SQLite or journal file must exist
+    (reading never creates a database by accident). ``heartbeat`` applies to database storage
+    (a journal file has no heartbeat). Raises :class:`StorageError` with one line."""
+    shown = display_url(url)
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):])
+        if not create and not path.exists():
+            raise StorageError(f"journal file {path} does not exist (storage {shown})")
+        from optuna.storages.journal import JournalFileBackend
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise StorageError(f"cannot open storage {shown}: {_reason(exc)}") from None
+    if url.startswith("sqlite:///") and not create:
+        path = Path(url[len("sqlite:///"):])
+        if not path.exists():
+            raise StorageError(f"SQLite file {path} does not exist (storage {shown})")
+    if "://" not in url:
+        raise StorageError(f"storage {url!r} is not a database URL (sqlite:///PATH, postgresql://...) "
+                           f"nor {JOURNAL_PREFIX}PATH")
+    import sqlalchemy.exc
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs.update(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_period_s,
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                              max_retry=heartbeat.max_retry))
+    # Workers started together race to create the schema; the loser sees an IntegrityError
+    # and simply connects again to the now-initialised database.
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(_driver_url(url), **kwargs)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == 4:
+                raise StorageError(f"cannot initialise storage {shown}: schema creation kept "
+                                   f"conflicting") from None
+            time.sleep(0.5 + attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StorageError(f"cannot open storage {shown}: {_reason(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+
+
+def load_study(name: str, url: str) -> optuna.Study:
+    """Study ``name`` from ``url``; :class:`StudyNotFound` lists the studies the storage holds."""
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        raise StudyNotFound(f"no study {name!r} in {display_url(url)}; studies there: "
+                            f"{', '.join(repr(n) for n in names) or 'none'}") from None
