@@ -37,6 +37,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from hwssl.evaluate import evaluate_candidate
+    from hwssl.settings import MeasureSettings
 
     space = _load_space(args.space, args.set)
     profiles = _load_profiles(args.profile)
@@ -44,9 +45,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if i == n or i % 50 == 0:
             print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
 
-    result = evaluate_candidate(space, profiles=profiles, tune=not args.no_tune, per_layer=args.per_layer,
-                                save_dir=args.out, progress=None if args.json else show_progress,
-                                precision=args.precision, int8=True if args.int8 else None)
+    measure = MeasureSettings(tune=not args.no_tune, per_layer=args.per_layer, precision=args.precision,
+                              int8=True if args.int8 else None)
+    result = evaluate_candidate(space, profiles=profiles, measure=measure, save_dir=args.out,
+                                progress=None if args.json else show_progress)
     if args.json:
         if not args.with_arch:
             result.pop("arch", None)
@@ -56,13 +58,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(r: dict) -> str:
+def _summary(result: dict) -> str:
+    from hwssl.record import TrialRecord
+
+    rec = TrialRecord.from_dict(result)
+    r = rec.extra
     lines = [f"{r['model']} on {r['data']} with {r['strengths']}",
-             f"  accuracy  dense {r['accuracy_dense']:.4f} -> sparse {r['accuracy_sparse']:.4f} -> "
-             f"compacted+recovered {r['accuracy']:.4f} (val), test {r['accuracy_dense_test']:.4f} -> "
-             f"{r['accuracy_test']:.4f}",
-             f"  MACs      {r['flops_dense']:,} -> {r['flops']:,} ({r['flops_ratio']:.2f}x fewer)",
-             f"  params    {r['params_dense']:,} -> {r['params']:,}",
+             f"  accuracy  dense {rec.dense.accuracy:.4f} -> sparse {r['accuracy_sparse']:.4f} -> "
+             f"compacted+recovered {rec.accuracy:.4f} (val), test {rec.dense.accuracy_test:.4f} -> "
+             f"{rec.accuracy_test:.4f}",
+             f"  MACs      {rec.flops_dense:,} -> {rec.flops:,} ({rec.flops_ratio:.2f}x fewer)",
+             f"  params    {rec.params_dense:,} -> {rec.params:,}",
              f"  layers    {r['conv_layers_dense']} -> {r['conv_layers']}; blocks removed: {r['blocks_removed']}",
              f"  compaction max |diff| {r['max_abs_diff_compacted']:.2e}; SSL step overhead "
              f"{r['ssl_step_overhead']:.2f}x"]
@@ -71,17 +77,19 @@ def _summary(r: dict) -> str:
         lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "
                      f"{kept['channels']:>4}/{d['channels']:<4} columns {kept['columns']:>5}/{d['columns']:<5}"
                      f"{' lowered' if kept['lowered'] else ''}")
-    for prof, lat in r.get("latency_ms", {}).items():
-        dense = r["latency_ms_dense"][prof]
-        lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
-                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
-    if "accuracy_int8" in r:
-        lines.append(f"  int8      val {r['accuracy_int8']:.4f}, test {r['accuracy_int8_test']:.4f}; "
+    for prof in rec.profiles:
+        lat, dense = rec.latency(prof), rec.dense_latency(prof)
+        lines.append(f"  latency [{prof}] tvm {lat.tvm} ms (dense {dense.tvm if dense else None}), torch "
+                     f"{lat.torch} ms, {'tuned' if lat.tuned else 'untuned'}")
+    int8 = rec.int8
+    if int8 is not None:
+        lines.append(f"  int8      val {int8.accuracy:.4f}, test {int8.accuracy_test:.4f}; "
                      f"{'integer-only' if r['integer_only'] else 'NOT integer-only'}, {len(r['float_ops'])} float "
-                     f"blocks; deployed as {r.get('precision', 'fp32')}")
-        for prof, lat in r.get("latency_ms_int8", {}).items():
-            lines.append(f"  int8 latency [{prof}] tvm {lat.get('tvm')} ms, "
-                         f"{'tuned' if lat.get('tuned') else 'untuned'}{' (' + lat['skipped'] + ')' if lat.get('skipped') else ''}")
+                     f"blocks; deployed as {rec.precision}")
+        for prof, timing in int8.timings.items():
+            lat = timing.cheap
+            lines.append(f"  int8 latency [{prof}] tvm {lat.tvm} ms, "
+                         f"{'tuned' if lat.tuned else 'untuned'}{' (' + lat.skipped + ')' if lat.skipped else ''}")
     return "\n".join(lines)
 
 
@@ -237,6 +245,11 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_names() -> list[str]:
+    from hwssl.methods import method_names
+    return method_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwssl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -285,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MetaSchedule trials per task for that final re-timing (default: the profile's "
                         "full_trials_per_task)")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
-    p.add_argument("--method", default="ssl", choices=["ssl", "l1", "torch-pruning", "dense"],
+    p.add_argument("--method", default="ssl", choices=_method_names(),
                    help="ssl searches group strengths (default); l1 / torch-pruning search the pruning ratio "
                         "on the same filter sites and harness; dense evaluates the dense model once")
     p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from hwssl.methods import get_method
 from hwssl.pareto import hypervolume, pareto_indices
 from hwssl.results import trial_records
 
@@ -66,15 +67,10 @@ def study_method(study: optuna.Study) -> str:
     return str(study.user_attrs.get("method", "ssl"))
 
 
-def describe_params(method: str, params: dict) -> str:
-    if method == "ssl":
-        return " ".join(f"{k}={v:.2g}" for k, v in params.items() if isinstance(v, (int, float)) and v) or "-"
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "-"
-
-
 def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point], list[str]]:
     """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures."""
     method = study_method(study)
+    describe = get_method(method).describe
     points, failures = [], []
     for t in trial_records(study):
         if t.state == TrialState.FAIL:
@@ -91,7 +87,7 @@ def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point
         else:
             cost, dense = float(r.flops), float(r.flops_dense)
         points.append(Point(method, t.number, float(r.accuracy), float(r.accuracy_test), float(cost),
-                            float(dense), describe_params(method, r.method_params),
+                            float(dense), describe(r.method_params),
                             float(r.extra.get("wall_s", {}).get("total", 0.0)), r.precision))
     return points, failures
 

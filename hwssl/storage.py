@@ -10,7 +10,6 @@ a traceback or, worse, a silently created empty database.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import warnings
 from dataclasses import dataclass
@@ -57,14 +56,6 @@ def display_url(url: str) -> str:
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-def _driver_url(url: str) -> str:
-    """``postgresql://`` names SQLAlchemy's psycopg2 dialect; use psycopg 3 when only it is installed."""
-    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None
-            and importlib.util.find_spec("psycopg") is not None):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
-    return url
-
-
 def _reason(exc: BaseException) -> str:
     """The first line of what went wrong, without SQLAlchemy's background links."""
     orig = getattr(exc, "orig", None)
@@ -105,20 +96,21 @@ def open_storage(url: str, *, create: bool = False, heartbeat: Heartbeat | None 
             kwargs.update(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_period_s,
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                               max_retry=heartbeat.max_retry))
-    # Workers started together race to create the schema; the loser sees an IntegrityError
-    # and simply connects again to the now-initialised database.
+    # Workers started together race to create the schema; the loser sees an IntegrityError (or
+    # "table ... already exists", "database is locked") and simply connects again to the
+    # now-initialised database. Any other failure (no server, bad credentials) is final.
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(_driver_url(url), **kwargs)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt == 4:
-                raise StorageError(f"cannot initialise storage {shown}: schema creation kept "
-                                   f"conflicting") from None
-            time.sleep(0.5 + attempt)
+                return optuna.storages.RDBStorage(url, **kwargs)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StorageError(f"cannot open storage {shown}: {_reason(exc)}") from None
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or (
+                isinstance(exc, sqlalchemy.exc.OperationalError)
+                and any(s in str(exc) for s in ("already exists", "database is locked")))
+            if not racing or attempt == 4:
+                raise StorageError(f"cannot open storage {shown}: {_reason(exc)}") from None
+            time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 
 

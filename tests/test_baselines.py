@@ -9,7 +9,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hwssl.baselines import MethodError, check_params, evaluate_method, filter_sites, kept_count, resolve_ratios
+from hwssl.baselines import MethodError, check_params, filter_sites, kept_count, resolve_ratios
+from hwssl.methods import evaluate_method, get_method, method_names
 from hwssl.baselines.l1 import l1_masks
 from hwssl.compact import compact_model
 from hwssl.config import load_search_space
