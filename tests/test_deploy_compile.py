@@ -13,7 +13,7 @@ import pytest
 import torch
 import tvm
 
-from test_deploy_support import PROFILES, LoweredShapeConv, fast_cpu_profile, free_port, tiny_net, write_profile
+from deploy_support import PROFILES, LoweredShapeConv, fast_cpu_profile, free_port, tiny_net, write_profile
 from hwssl.config.profile import load_profile
 from hwssl.deploy.availability import gpu_available
 from hwssl.deploy import DeployError, measure_candidate
