@@ -245,11 +245,6 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
-def _method_names() -> list[str]:
-    from hwssl.methods import method_names
-    return method_names()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwssl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -298,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MetaSchedule trials per task for that final re-timing (default: the profile's "
                         "full_trials_per_task)")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
-    p.add_argument("--method", default="ssl", choices=_method_names(),
-                   help="ssl searches group strengths (default); l1 / torch-pruning search the pruning ratio "
-                        "on the same filter sites and harness; dense evaluates the dense model once")
+    # not argparse choices: the registry (hwssl.methods) imports torch, and `hwssl profiles` should not
+    p.add_argument("--method", default="ssl", metavar="METHOD",
+                   help="a method of hwssl.methods: ssl searches group strengths (default); l1 / torch-pruning "
+                        "search the pruning ratio on the same filter sites and harness; dense evaluates the dense "
+                        "model once")
     p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
                    help="fixed parameter of a baseline, e.g. reg=5e-3 or global=true for torch-pruning")
     p.add_argument("--ratio-range", nargs=2, type=float, default=[0.1, 0.9], metavar=("LOW", "HIGH"),

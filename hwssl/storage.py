@@ -14,9 +14,10 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+if TYPE_CHECKING:  # optuna is imported where storage is opened: `hwssl profiles` does not need it
+    import optuna
 
 DEFAULT_STORAGE_FILE = "hwssl.db"
 JOURNAL_PREFIX = "journal:"
@@ -68,6 +69,8 @@ def open_storage(url: str, *, create: bool = False, heartbeat: Heartbeat | None 
     """An Optuna storage for ``url``. Without ``create`` a SQLite or journal file must exist
     (reading never creates a database by accident). ``heartbeat`` applies to database storage
     (a journal file has no heartbeat). Raises :class:`StorageError` with one line."""
+    import optuna
+
     shown = display_url(url)
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
@@ -115,11 +118,15 @@ def open_storage(url: str, *, create: bool = False, heartbeat: Heartbeat | None 
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    import optuna
+
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
 
 
 def load_study(name: str, url: str) -> optuna.Study:
     """Study ``name`` from ``url``; :class:`StudyNotFound` lists the studies the storage holds."""
+    import optuna
+
     storage = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
