@@ -58,6 +58,7 @@ from optuna.trial import TrialState  # noqa: E402
 from hwssl.config import load_search_space  # noqa: E402
 from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summarise  # noqa: E402
 from hwssl.methods import get_method, method_names  # noqa: E402
+from hwssl.storage import open_storage  # noqa: E402
 from hwssl.search import SearchOptions, open_study, run_search  # noqa: E402
 
 METHODS = tuple(method_names())
@@ -162,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.storage.startswith("sqlite:///"):
         Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
+        storage = open_storage(args.storage, create=True)  # journal: works like a database URL here
         for m in methods:
             try:
-                optuna.delete_study(study_name=study_name(args, space, profiles, m), storage=args.storage)
+                optuna.delete_study(study_name=study_name(args, space, profiles, m), storage=storage)
             except KeyError:
                 pass
     optuna.logging.set_verbosity(optuna.logging.WARNING)
