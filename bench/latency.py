@@ -76,6 +76,7 @@ def main() -> None:
     from hwssl.config.profile import load_profile
     from hwssl.deploy.candidate import Net, measure_pair
     from hwssl.evaluate import evaluate_candidate, prepare
+    from hwssl.record import TrialRecord
     from hwssl.sparsity import count_macs
 
     profile = load_profile(args.profile)
@@ -92,7 +93,7 @@ def main() -> None:
         path, sets = CANDIDATES[name]
         space = load_search_space(ROOT / path, sets + args.set)
         with tempfile.TemporaryDirectory() as tmp:
-            result = evaluate_candidate(space, profiles=(), save_dir=tmp)
+            rec = TrialRecord.from_dict(evaluate_candidate(space, profiles=(), save_dir=tmp))
             compact = load_compacted(tmp)
         start = prepare(space)
         dense = start.dense_model().eval()
@@ -110,9 +111,9 @@ def main() -> None:
             summary.append(f"{name}: compacted is {od / oc:.2f}x faster than dense in ONNX Runtime; TVM is "
                            f"{od / d:.2f}x (dense) and {oc / c:.2f}x (compacted) faster than ONNX Runtime")
         summary.append(f"{name}: compacted is {d / c:.2f}x faster than dense in TVM "
-                       f"(MACs {result['flops_ratio']:.2f}x fewer; val accuracy {result['accuracy_dense']:.4f} -> "
-                       f"{result['accuracy']:.4f}, test {result['accuracy_dense_test']:.4f} -> "
-                       f"{result['accuracy_test']:.4f}; blocks removed {result['blocks_removed']})")
+                       f"(MACs {rec.flops_ratio:.2f}x fewer; val accuracy {rec.dense.accuracy:.4f} -> "
+                       f"{rec.accuracy:.4f}, test {rec.dense.accuracy_test:.4f} -> "
+                       f"{rec.accuracy_test:.4f}; blocks removed {rec.extra['blocks_removed']})")
     print("\n".join(lines + [""] + summary))
 
 

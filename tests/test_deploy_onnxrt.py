@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from test_compact import inputs, make_model, zero_random_groups
-from test_deploy_support import LoweredShapeConv, tiny_net
+from deploy_support import LoweredShapeConv, tiny_net
 from hwssl.compact import compact_model
 from hwssl.config.profile import TimingSettings
 from hwssl.deploy import onnxrt

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from rpc_support import start, stop, wait_for_text
-from test_deploy_support import fast_cpu_profile, free_port, tiny_net
+from deploy_support import fast_cpu_profile, free_port, tiny_net
 from hwssl.config.profile import load_profile
 from hwssl.deploy import DeployError, measure_candidate
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tvm
 
-from test_deploy_support import fast_cpu_profile, tiny_net
+from deploy_support import fast_cpu_profile, tiny_net
 from hwssl.config.profile import TimingSettings, load_profile
 from hwssl.deploy.candidate import Net, measure_candidate, measure_pair
 from hwssl.deploy.compile import compile_model

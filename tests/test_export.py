@@ -122,25 +122,10 @@ def test_export_refuses_a_space_file_whose_split_differs(searched, tmp_path):
         export_trial(searched["study"], searched["trial"].number, tmp_path / "x", space_path=str(other))
 
 
-def test_plain_tvm_build_used_without_the_deploy_layer_matches_pytorch(searched, tmp_path):
-    from hwssl.export import build_library_direct
-
-    plain = tmp_path / "plain"
-    export_trial(searched["study"], searched["trial"].number, plain)
-    model = load_exported(plain)
-    x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    info = build_library_direct(model, x, {"kind": "llvm", "mcpu": "host", "num-cores": 2}, plain / "model.so")
-    assert info["builder"] == "tvm.compile" and info["tuned"] is False and '"mcpu":"host"' not in info["target"]
-    import tvm
-    got = load_library(plain)["main"](tvm.runtime.tensor(x.numpy())).numpy()
-    with torch.no_grad():
-        assert np.abs(got - model(x).numpy()).max() <= 1e-4
-
-
 def test_export_carries_the_best_thread_count_the_onnx_file_and_each_runtime(tmp_path, monkeypatch):
     """A trial timed on a 2-thread profile: deploy.json names the thread count the candidate was fastest
     at, and TVM / ONNX Runtime / PyTorch latencies side by side; model.onnx runs and matches PyTorch."""
-    from test_deploy_support import fast_cpu_profile
+    from deploy_support import fast_cpu_profile
     from hwssl.config.profile import load_profile
     from hwssl.deploy import onnxrt
 
