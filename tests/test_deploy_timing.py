@@ -124,3 +124,11 @@ def test_a_series_that_cannot_win_its_group_stops_being_timed() -> None:
                                          groups=["net", "net", "other"], threads=[1, 2, 1])
     assert fast.rounds == 3 and slow.rounds == 1 and other.rounds == 3  # 'other' is the best of its group
     assert (fast.threads, slow.threads) == (1, 2)
+
+
+def test_cpus_for_pinning_are_the_allowed_ones_busiest_first() -> None:
+    from hwssl.deploy.timing import allowed_cpus, cpus_busiest_first
+
+    order = cpus_busiest_first(0.05)
+    assert sorted(order) == allowed_cpus()
+    assert configure_tvm_threads(1, True, order) == 1

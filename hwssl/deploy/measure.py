@@ -49,14 +49,16 @@ class DeviceResult:
     device: str = "local"
 
 
-def configure_tvm_threads(threads: int, pin: bool = True) -> int:
+def configure_tvm_threads(threads: int, pin: bool = True, cpus: list[int] | None = None) -> int:
     """Use ``threads`` TVM runtime threads from now on (capped by TVM_NUM_THREADS); returns the count in use.
 
-    ``pin``: each worker thread is bound to one of the CPUs this process may use (respects
-    ``taskset`` and cgroup limits); otherwise the workers share those CPUs. Where the OS does
-    not report the allowed CPUs, TVM's default (kBig) mode is used."""
+    ``pin``: worker thread i is bound to ``cpus[i + 1]`` (default: the CPUs this process may use,
+    which respects ``taskset`` and cgroup limits; :func:`hwssl.deploy.timing.cpus_busiest_first`
+    orders them so the workers get the idlest ones) and the main thread floats over them;
+    otherwise every thread floats over them. Where the OS does not report the allowed CPUs,
+    TVM's default (kBig) mode is used."""
     config = tvm.get_global_func("runtime.config_threadpool")
-    cpus = allowed_cpus()
+    cpus = cpus if cpus else allowed_cpus()
     if cpus:
         config(_AFFINITY_ONE_CORE_PER_THREAD if pin else _AFFINITY_SHARE_ALL, int(threads), [str(c) for c in cpus])
     else:

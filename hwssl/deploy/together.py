@@ -28,7 +28,7 @@ from hwssl.deploy.errors import DeployError
 from hwssl.deploy.measure import (_remote_threads, configure_tvm_threads, per_kernel_times, rpc_session,
                                   time_vm)
 from hwssl.deploy.target import local_device
-from hwssl.deploy.timing import Runner, Timing, best_by_group, time_interleaved
+from hwssl.deploy.timing import Runner, Timing, best_by_group, cpus_busiest_first, time_interleaved
 
 
 @dataclass
@@ -104,6 +104,7 @@ def _results(nets: list[DeviceNet], measured: dict[tuple[int, str], dict[Any, Ti
 def _time_local(nets: list[DeviceNet], profile: HardwareProfile, example: torch.Tensor) -> list[NetTimes]:
     dev = local_device(profile)
     pin = profile.timing.pin_threads
+    cpus = cpus_busiest_first() if pin and profile.target_kind == "llvm" else None  # workers on the idlest
     x_np = example.detach().cpu().numpy()
     x = tvm.runtime.tensor(x_np, device=dev)
     series: list[tuple[int, str, int | None, Runner]] = []
@@ -116,7 +117,7 @@ def _time_local(nets: list[DeviceNet], profile: HardwareProfile, example: torch.
         diffs.append(max_abs_diff(vm["main"](x), net.reference))
         seen: set[int | None] = set()
         for t in thread_counts(profile):
-            runner, used = _tvm_runner(vm, dev, x, profile, t, lambda n: configure_tvm_threads(n, pin))
+            runner, used = _tvm_runner(vm, dev, x, profile, t, lambda n: configure_tvm_threads(n, pin, cpus))
             if used in seen:  # the runtime's ceiling (TVM_NUM_THREADS) capped this count
                 continue
             seen.add(used)
@@ -132,7 +133,7 @@ def _time_local(nets: list[DeviceNet], profile: HardwareProfile, example: torch.
     for i, net in enumerate(nets):
         rows: list[dict[str, Any]] = []
         if net.per_layer and net.compiled is not None:
-            configure_tvm_threads(_best(measured[(i, "tvm")]).threads or profile.threads, pin)
+            configure_tvm_threads(_best(measured[(i, "tvm")]).threads or profile.threads, pin, cpus)
             rows = per_kernel_times(net.compiled.executable.jit().imports[0], net.compiled.kernels, dev,
                                     profile.timing)
         layers.append(rows)
