@@ -119,11 +119,14 @@ def _child_cmd(args: argparse.Namespace, name: str) -> list[str]:
 
 def _start_load() -> subprocess.Popen:
     """A second process that keeps one core busy (the last CPU this process may use, where the OS says)."""
-    code = ("import os\n"
+    # it ends by itself when this script goes away (parent changes) or after an hour at most
+    code = ("import os, sys, time\n"
+            "parent, end = int(sys.argv[1]), time.monotonic() + 3600\n"
             "cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []\n"
             "if cpus: os.sched_setaffinity(0, {cpus[-1]})\n"
-            "while True: pass\n")
-    return subprocess.Popen([sys.executable, "-c", code])
+            "while os.getppid() == parent and time.monotonic() < end:\n"
+            "    for _ in range(100000): pass\n")
+    return subprocess.Popen([sys.executable, "-c", code, str(os.getpid())])
 
 
 def _run_phase(args: argparse.Namespace, name: str, loaded: bool) -> list[dict]:
