@@ -346,6 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the user's data, spec or weights files, found bad while running
+        from hwssl.data import DatasetUnavailable
+        from hwssl.models.specfile import SpecError
+        from hwssl.models.weights import WeightsError
+        if isinstance(exc, (DatasetUnavailable, SpecError, WeightsError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
