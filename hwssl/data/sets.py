@@ -26,8 +26,10 @@ class ImageSet(Dataset):
     """Items ``indices[i]`` of ``base`` with an optional per-image ``transform`` (augmentation)."""
 
     def __init__(self, base: Dataset, indices: Sequence[int] | np.ndarray, labels: np.ndarray,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 unaugmented: Dataset | None = None) -> None:
         self.base = base
+        self._unaugmented = unaugmented
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
@@ -46,6 +48,8 @@ class ImageSet(Dataset):
         """The same images without augmentation."""
         if self.transform is None:
             return self
+        if self._unaugmented is not None:
+            return self._unaugmented
         return ImageSet(self.base, self.indices, self.labels)
 
 
@@ -68,7 +72,7 @@ def augmented(data: Dataset, name: str, image_size: tuple[int, int]) -> Dataset:
         return data
     if isinstance(data, ImageSet):
         return ImageSet(data.base, data.indices, data.labels, transform)
-    return ImageSet(data, np.arange(len(data)), labels_of(data), transform)
+    return ImageSet(data, np.arange(len(data)), labels_of(data), transform, unaugmented=data)
 
 
 def plain(data: Dataset) -> Dataset:
