@@ -349,8 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the user's data, spec or weights files, found bad while running
         from hwssl.data import DatasetUnavailable
         from hwssl.models.specfile import SpecError
+        from hwssl.baselines import MethodError
         from hwssl.models.weights import WeightsError
-        if isinstance(exc, (DatasetUnavailable, SpecError, WeightsError)):
+        from hwssl.quant._fixedpoint import QuantError
+        if isinstance(exc, (DatasetUnavailable, SpecError, WeightsError, MethodError, QuantError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

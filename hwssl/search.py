@@ -390,11 +390,12 @@ def check_method(opts: SearchOptions) -> None:
                           "or set search.precision = [\"fp32\"]")
     if opts.method == "ssl":
         return
-    from hwssl.baselines import MethodError, check_params
+    from hwssl.baselines import MethodError, check_params, check_space
     if not (0.0 <= opts.ratio_low <= opts.ratio_high < 1.0):
         raise SearchError(f"ratio range [{opts.ratio_low}, {opts.ratio_high}] must satisfy 0 <= low <= high < 1")
     try:
         check_params(opts.method, opts.method_params)
+        check_space(opts.method, opts.space)
     except MethodError as exc:
         raise SearchError(str(exc)) from exc
 

@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from hwssl.baselines._common import RATIO, FilterMask, MethodError, filter_sites, kept_count, resolve_ratios
+from hwssl.baselines._common import (RATIO, FilterMask, MethodError, check_family, filter_sites, kept_count,
+                                     resolve_ratios)
 from hwssl.config.space import SearchSpace
 
 __all__ = ["METHODS", "BASELINES", "MethodError", "FilterMask", "filter_sites", "kept_count", "resolve_ratios",
-           "evaluate_method", "fresh_start", "sample_method_params", "RatioRange", "check_params", "site_names"]
+           "evaluate_method", "fresh_start", "sample_method_params", "RatioRange", "check_params", "site_names",
+           "check_family", "check_space"]
 
 BASELINES = ("l1", "torch-pruning", "dense")
 METHODS = ("ssl",) + BASELINES
@@ -80,6 +82,10 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     params = dict(params or {})
     if method != "ssl":
         check_params(method, params)
+    if start is None:
+        check_space(method, space)  # before any training
+    else:
+        check_family(method, start.spec["family"])
     start = prepare(space, progress) if start is None else fresh_start(start)
     if method == "ssl":
         strengths = params or dict(space.strengths)
@@ -122,9 +128,14 @@ def sample_method_params(trial: Any, space: SearchSpace, method: str, ratio_rang
 
 def site_names(space: SearchSpace) -> list[str]:
     """Names of the filter sites of a space's dense model (no training, no data loading)."""
-    from hwssl.data import dataset_info
-    from hwssl.models import build_model, model_spec
+    from hwssl.config.space import space_model_spec
+    from hwssl.models import build_model
 
-    info = dataset_info(space.data.name)
-    spec = model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
-    return [s.name for s in filter_sites(build_model(spec))]
+    return [s.name for s in filter_sites(build_model(space_model_spec(space)))]
+
+
+def check_space(method: str, space: SearchSpace) -> None:
+    """:func:`check_family` for a space's network (read without training or loading data)."""
+    if method in ("l1", "torch-pruning"):
+        from hwssl.config.space import space_model_spec
+        check_family(method, space_model_spec(space)["family"])

@@ -83,6 +83,7 @@ MODES = ("proximal", "subgradient")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
 CALIBRATIONS = ("max", "percentile")
+INT8_FAMILIES = ("plain", "resnet")  # what hwssl.quant converts
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,13 @@ def _check_against_model(space: SearchSpace, top: TableReader) -> None:
     except ValueError as exc:
         raise ConfigError(space.path, "model.name", f"{exc} (data set {space.data.name} is "
                                                     f"{info.in_channels}x{info.image_size[0]}x{info.image_size[1]})")
+    if spec["family"] not in INT8_FAMILIES:
+        if "int8" in space.search.precision:
+            raise ConfigError(space.path, "search.precision", f"int8 is not available for {spec['family']} "
+                                                              f"networks (hwssl.quant converts {list(INT8_FAMILIES)})")
+        if space.quant.every_trial:
+            raise ConfigError(space.path, "quant.every_trial", f"int8 is not available for {spec['family']} "
+                                                               f"networks (hwssl.quant converts {list(INT8_FAMILIES)})")
     model = build_model(spec)
     if space.model.weights:
         try:
