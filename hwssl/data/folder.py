@@ -111,11 +111,10 @@ class Layout:
         for files in self.files.values():  # headers only: a file PIL cannot identify fails here
             for f in (f for fs in files.values() for f in fs):
                 _identify(str(f))
-        first = _open(str(self.files["train"][self.classes[0]][0]), "RGBA")
-        self.native_size = (first.height, first.width)
         from PIL import Image
-        with Image.open(self.files["train"][self.classes[0]][0]) as img:
-            self.mode = "L" if img.mode in _GREY_MODES else "RGB"
+        with Image.open(self.files["train"][self.classes[0]][0]) as first:
+            self.native_size = (first.height, first.width)
+            self.mode = "L" if first.mode in _GREY_MODES else "RGB"
 
     def info(self, size: tuple[int, int] | None) -> DatasetInfo:
         return DatasetInfo("folder", 1 if self.mode == "L" else 3, tuple(size or self.native_size),

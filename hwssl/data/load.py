@@ -100,8 +100,8 @@ def _load_folder(path: str | None, size: tuple[int, int] | None, val_fraction: f
     mean, std = _folder.folder_stats(train_all, plan.train, seed)
     stats = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
     train = tree.split("train", size, *stats)
-    val = tree.split("val", size, *stats) or train
-    test = tree.split("test", size, *stats) or train
+    val = train if val_all is None else tree.split("val", size, *stats)
+    test = train if test_all is None else tree.split("test", size, *stats)
 
     def view(base: _folder.FolderImages, idx: np.ndarray) -> ImageSet:
         return ImageSet(base, idx, base.targets[idx])
