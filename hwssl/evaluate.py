@@ -179,15 +179,15 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     }
     if profiles:
         td = time.perf_counter()
-        from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
+        from hwssl.latency.record import measure_with_model  # deferred: TVM import is slow
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
-        for profile in profiles:
+        for profile in profiles:  # each timing also records the profile latency model's prediction
             example = profile.example_input(splits.val.tensors[0])
-            result["latency_ms"][profile.name] = measure_candidate(
-                small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
+            result["latency_ms"][profile.name] = measure_with_model(
+                small.eval(), example, profile, spec=compacted.spec, arch_key=result["arch_key"], tune=tune,
                 trials_per_task=trials_per_task, per_layer=per_layer)
-            result["latency_ms_dense"][profile.name] = measure_candidate(
-                dense.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
+            result["latency_ms_dense"][profile.name] = measure_with_model(
+                dense.eval(), example, profile, spec=spec, arch_key=arch_key(spec), tune=tune,
                 trials_per_task=trials_per_task, per_layer=False)
         wall["deploy"] = time.perf_counter() - td
     if precision == "int8" or (space.quant.every_trial if int8 is None else int8):

@@ -64,7 +64,7 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                   say: Callable[[str], None] = print) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
     Returns {profile: [trial numbers re-timed]}."""
-    from hwssl.deploy import measure_candidate
+    from hwssl.latency.record import measure_with_model
 
     done: dict[str, list[int]] = {}
     by_number = {t.number: t for t in study_trials(study)}
@@ -84,9 +84,9 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
             if int8:
                 latency = _int8_latency(study, model, result, profile, budget)
-            else:
-                latency = measure_candidate(model, example, profile, arch_key=result["arch_key"], tune=True,
-                                            trials_per_task=budget)
+            else:  # with the per-kernel breakdown (report: where the time goes) and the model's prediction
+                latency = measure_with_model(model, example, profile, spec=result["arch"], arch_key=result["arch_key"],
+                                             tune=True, trials_per_task=budget, per_layer=True, source="final")
             key = f"{FINAL_PREFIX}{number}"
             stored = dict(study.user_attrs.get(key, {}))
             stored[profile.name] = latency
@@ -95,8 +95,8 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
-        latency = measure_candidate(dense, example, profile, arch_key=arch_key(dense.spec), tune=True,
-                                    trials_per_task=budget)
+        latency = measure_with_model(dense, example, profile, spec=dense.spec, arch_key=arch_key(dense.spec),
+                                     tune=True, trials_per_task=budget, per_layer=True, source="final")
         stored = dict(study.user_attrs.get(FINAL_DENSE, {}))
         stored[profile.name] = latency
         study.set_user_attr(FINAL_DENSE, stored)

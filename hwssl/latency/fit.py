@@ -9,7 +9,10 @@ Small, explainable, robust with few points:
   by a divisor of the width that fits the SIMD register, so 13 filters get one lane and 16 get
   eight), for memory kernels (slices, takes, concatenations, pools, reshapes) the elements read
   and written. A kind with fewer than two distinct points borrows the fit of its group (compute
-  or memory), and an empty group a constant (the median kernel time seen);
+  or memory), and an empty group a constant (the median kernel time seen). 1x1 convs (GEMMs) and
+  spatial convs are separate kinds. An unseen kernel's regression value is multiplied by the
+  residual ratio (measured / regression) of its nearest measured neighbours of the same geometry
+  (same spatial sizes and window, other channel counts), so it follows the measured staircase;
 * per network, ``measured = s * sum(kernels) + a + b * n_kernels`` (the VM's per-call bookkeeping
   that per-kernel timing leaves out), with a ridge prior pulling ``s`` to 1 and ``a``, ``b`` to 0
   so one or two networks cannot swing it.
@@ -41,8 +44,24 @@ def work(k: KernelDesc, lanes: int) -> float:
     return float(elements(k))
 
 
+def fit_kind(k: KernelDesc) -> str:
+    """The regression a kernel belongs to: its kind, with 1x1 convs (the lowered path's GEMM and
+    shortcut convs) apart from spatial convs (their loops and data reuse differ)."""
+    if k.kind == "conv" and len(k.args) > 1 and len(k.args[1]) == 4 and k.args[1][2] * k.args[1][3] == 1:
+        return "gemm"
+    return k.kind
+
+
+def geometry(k: KernelDesc) -> tuple[object, ...]:
+    """Kernels that differ only in channel counts share a geometry (fit kind, spatial sizes, window):
+    the neighbours whose residuals correct an unseen kernel's regression (HALP's staircase)."""
+    first = k.args[0] if k.args else ()
+    window = tuple(k.args[1][2:]) if k.kind == "conv" and len(k.args) > 1 else ()
+    return (fit_kind(k), tuple(first[2:]), tuple(k.out[2:]), window)
+
+
 def group_of(kind: str) -> str:
-    return "compute" if kind in COMPUTE else "memory"
+    return "compute" if kind in (*COMPUTE, "gemm") else "memory"
 
 
 def nnls_small(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -117,7 +136,7 @@ def fit_kernels(table: dict[str, tuple[KernelDesc, float]], lanes: int) -> Kerne
     fits = KernelFits()
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for desc, ms in table.values():
-        by_kind.setdefault(desc.kind, []).append((work(desc, lanes), ms))
+        by_kind.setdefault(fit_kind(desc), []).append((work(desc, lanes), ms))
     for kind, pts in by_kind.items():
         line = fit_line([p[0] for p in pts], [p[1] for p in pts], "kind")
         if line is not None:

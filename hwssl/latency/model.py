@@ -12,13 +12,14 @@ rebuilds that lookup table, the per-kind regressions and the network calibration
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from hwssl.latency.fit import Calibration, KernelFits, fit_calibration, fit_kernels, work
+from hwssl.latency.fit import Calibration, KernelFits, fit_calibration, fit_kernels, fit_kind, geometry, work
 from hwssl.latency.kernels import KernelDesc, from_measured, spec_kernels
 
 FORMAT = 1
@@ -79,6 +80,7 @@ class LatencyModel:
     fits: KernelFits = field(default_factory=KernelFits)
     calibration: Calibration = field(default_factory=Calibration)
     table: dict[str, tuple[KernelDesc, float]] = field(default_factory=dict)
+    residuals: dict[tuple[object, ...], list[tuple[float, float]]] = field(default_factory=dict)
 
     # -- observations ------------------------------------------------------------------------------------------
 
@@ -134,7 +136,14 @@ class LatencyModel:
             recent = [ms for _, ms, _ in sorted(obs)[-RECENT:]]
             table[key] = (self.descs[key], float(statistics.median(recent)))
         self.table = table
-        self.fits = fit_kernels(table, self.identity.lanes)
+        lanes = self.identity.lanes
+        self.fits = fit_kernels(table, lanes)
+        self.residuals = {}
+        for desc, ms in table.values():
+            x = work(desc, lanes)
+            line = self.fits.line(fit_kind(desc))(x)
+            if x > 0 and line > 0 and ms > 0:
+                self.residuals.setdefault(geometry(desc), []).append((math.log(x), math.log(ms / line)))
         rows = []
         for net in self.networks:
             ksum = sum(self._kernel_ms(k)[0] for k in net.kernels)
@@ -155,8 +164,17 @@ class LatencyModel:
         hit = self.table.get(k.key)
         if hit is not None:
             return hit[1], "table"
-        line = self.fits.line(k.kind)
-        return max(line(work(k, self.identity.lanes)), 1e-6), f"fit:{line.source}"
+        line = self.fits.line(fit_kind(k))
+        x = work(k, self.identity.lanes)
+        ms = max(line(x), 1e-6)
+        near = self.residuals.get(geometry(k))
+        if not near or x <= 0:
+            return ms, f"fit:{line.source}"
+        lx = math.log(x)
+        closest = sorted(near, key=lambda p: abs(p[0] - lx))[:2]
+        weights = [1.0 / (abs(p[0] - lx) + 0.1) for p in closest]
+        corr = sum(w * p[1] for w, p in zip(weights, closest)) / sum(weights)
+        return ms * math.exp(corr), f"fit:{line.source}+neighbours"
 
     def kernel_ms(self, k: KernelDesc) -> float:
         """One kernel's predicted time (lookup, else the kind's regression)."""

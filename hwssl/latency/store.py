@@ -83,7 +83,10 @@ def observe(profile: HardwareProfile, spec: dict[str, Any], latency: dict[str, A
 
     Returns the keys to add beside the measurement: ``predicted_ms`` (None while the model has seen
     nothing), ``latency_model`` ({version, points, file}), or ``latency_model_error`` when the file
-    is refused (the measurement stands; the model is left alone).
+    is refused (the measurement stands; the model is left alone). With a per-kernel breakdown also
+    ``layers_ms`` (measured ms per spec layer) and, for lowered convs, ``lowered_vs_plain_ms``
+    ({layer: {lowered_ms, plain_ms}}: the model's lowered path against a plain conv of the same kept
+    widths, with the measurement already in the model).
     """
     measured = latency.get("tvm")
     if measured is None:
@@ -101,4 +104,25 @@ def observe(profile: HardwareProfile, spec: dict[str, Any], latency: dict[str, A
             model.save(path)
     except LatencyModelError as exc:
         return {"latency_model_error": str(exc)}
-    return {"predicted_ms": predicted, "latency_model": info}
+    out: dict[str, Any] = {"predicted_ms": predicted, "latency_model": info}
+    if latency.get("per_layer"):
+        from hwssl.latency.attribution import layer_times, lowered_alternatives
+
+        out["layers_ms"] = layer_times(spec, latency["per_layer"])
+        lowered = lowered_alternatives(model, spec)
+        if lowered:
+            out["lowered_vs_plain_ms"] = lowered
+    return out
+
+
+def wants_breakdown(profile: HardwareProfile, spec: dict[str, Any], cache_root: str | Path | None = None, *,
+                    tuned: bool = True) -> bool:
+    """Whether measuring ``spec`` should also time its kernels one by one: some of its kernels'
+    shapes have no measured time yet (each breakdown costs ~50 ms per kernel, so known nets skip it)."""
+    from hwssl.latency.kernels import spec_kernels
+
+    try:
+        model = load_model(profile, cache_root, tuned=tuned)
+    except LatencyModelError:
+        return False
+    return any(k.key not in model.kernel_obs for k in spec_kernels(spec, int(profile.batch)))

@@ -1,0 +1,163 @@
+"""The report's latency-model sections, computed from a study (no HTML, no plotting here).
+
+* **Predicted against measured**, per profile: every fresh TVM measurement of the study (search
+  trials, the dense baseline, final re-timings) that recorded the profile latency model's
+  prediction (``predicted_ms``, made before the measurement was added to the model), with the
+  median absolute % error and the share within ±10 %. Cached timings are not new measurements and
+  are left out.
+* **Where the time goes**, per profile and re-timed front candidate: measured ms per layer of the
+  dense net and of the candidate (``layers_ms`` of the final, fully tuned re-timing), and for each
+  lowered (shape-sparse) conv the model's cost of its lowered path against a plain conv of the same
+  kept widths (``lowered_vs_plain_ms``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hwssl.results import study_profiles, study_trials
+
+WITHIN = 0.10
+
+
+@dataclass
+class PredictedPoint:
+    label: str
+    trial: int | None
+    measured: float
+    predicted: float
+    source: str          # "search", "dense", "final", "final dense"
+
+    @property
+    def error(self) -> float:
+        return (self.predicted - self.measured) / self.measured
+
+
+@dataclass
+class PredictionView:
+    profile: str
+    points: list[PredictedPoint]
+    unpredicted: int               # fresh measurements taken while the model had seen nothing
+    model_points: int | None       # networks the model had seen at its latest prediction
+    model_file: str
+    errors: list[str] = field(default_factory=list)   # latency_model_error messages (refused files)
+    svg: str = ""
+
+    @property
+    def mdape(self) -> float | None:
+        return statistics.median(abs(p.error) for p in self.points) if self.points else None
+
+    @property
+    def within(self) -> float | None:
+        return sum(abs(p.error) <= WITHIN for p in self.points) / len(self.points) if self.points else None
+
+
+@dataclass
+class LayerCost:
+    layer: str
+    dense_ms: float | None
+    cand_ms: float | None          # None: the layer is gone (removed block)
+    lowered_ms: float | None = None   # model: lowered path of this layer (lowered convs only)
+    plain_ms: float | None = None     # model: a plain conv of the same kept widths
+
+    @property
+    def saved_ms(self) -> float | None:
+        if self.dense_ms is None:
+            return None
+        return self.dense_ms - (self.cand_ms or 0.0)
+
+
+@dataclass
+class BreakdownView:
+    profile: str
+    trial: int
+    dense_total: float
+    cand_total: float
+    rows: list[LayerCost]
+    tuning: str
+
+
+@dataclass
+class LatencySection:
+    predictions: list[PredictionView]
+    breakdowns: list[BreakdownView]
+
+    @property
+    def empty(self) -> bool:
+        return not any(v.points or v.unpredicted for v in self.predictions) and not self.breakdowns
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or f <= 0 else f
+
+
+class _Points:
+    def __init__(self, profile: str) -> None:
+        self.view = PredictionView(profile, [], 0, None, "")
+        self.seen: set[tuple[str, float]] = set()
+
+    def add(self, lat: dict[str, Any] | None, label: str, trial: int | None, source: str) -> None:
+        if not lat or lat.get("cached") or "predicted_ms" not in lat and "latency_model_error" not in lat:
+            return
+        if lat.get("latency_model_error"):
+            self.view.errors.append(str(lat["latency_model_error"]))
+            return
+        measured = _num(lat.get("tvm"))
+        if measured is None or (source, measured) in self.seen:
+            return
+        self.seen.add((source, measured))
+        info = lat.get("latency_model") or {}
+        if info.get("points") is not None:
+            self.view.model_points = max(int(info["points"]), self.view.model_points or 0)
+            self.view.model_file = str(info.get("file", ""))
+        predicted = _num(lat.get("predicted_ms"))
+        if predicted is None:
+            self.view.unpredicted += 1
+        else:
+            self.view.points.append(PredictedPoint(label, trial, measured, predicted, source))
+
+
+def _breakdown(profile: str, trial: int, final: dict[str, Any], dense: dict[str, Any]) -> BreakdownView | None:
+    cand_layers, dense_layers = final.get("layers_ms"), dense.get("layers_ms")
+    if not cand_layers or not dense_layers:
+        return None
+    lowered = final.get("lowered_vs_plain_ms") or {}
+    rows = []
+    for layer in [*dense_layers, *[name for name in cand_layers if name not in dense_layers]]:
+        alt = lowered.get(layer, {})
+        rows.append(LayerCost(layer, _num(dense_layers.get(layer)), cand_layers.get(layer),
+                              _num(alt.get("lowered_ms")), _num(alt.get("plain_ms"))))
+    return BreakdownView(profile, trial, sum(dense_layers.values()), sum(cand_layers.values()), rows,
+                         "tuned" if final.get("tuned") else "untuned")
+
+
+def collect_latency(study: optuna.Study) -> LatencySection:
+    profiles = study_profiles(study)
+    done = [t for t in study_trials(study, states=(TrialState.COMPLETE,)) if t.user_attrs.get("result")]
+    predictions, breakdowns = [], []
+    for p in profiles:
+        pts = _Points(p)
+        for t in done:
+            r = t.user_attrs["result"]
+            pts.add(r.get("latency_ms", {}).get(p), f"#{t.number}", t.number, "search")
+            pts.add(r.get("latency_ms_dense", {}).get(p), "dense", None, "dense")
+            final = r.get("latency_ms_final", {}).get(p)
+            pts.add(final, f"#{t.number} final", t.number, "final")
+            dense_final = r.get("latency_ms_dense_final", {}).get(p)
+            pts.add(dense_final, "dense final", None, "final dense")
+            if final and dense_final and r.get("precision", "fp32") == "fp32":
+                view = _breakdown(p, t.number, final, dense_final)
+                if view is not None:
+                    breakdowns.append(view)
+        predictions.append(pts.view)
+    return LatencySection(predictions, breakdowns)
