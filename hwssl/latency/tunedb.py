@@ -56,11 +56,28 @@ def _lines(path: Path) -> list[Any]:
     return rows
 
 
+_KINDS_CACHE: dict[str, tuple[tuple[int, int], list[str | None]]] = {}
+
+
+def _workload_kinds(path: Path) -> list[str | None]:
+    """Kinds of the workloads, in file order; decoded once per file version (the file only grows)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    stamp = (st.st_size, st.st_mtime_ns)
+    hit = _KINDS_CACHE.get(str(path))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    kinds = [_kind(row[1]) if isinstance(row, list) and len(row) == 2 else None for row in _lines(path)]
+    _KINDS_CACHE[str(path)] = (stamp, kinds)
+    return kinds
+
+
 def database_kernels(db_dir: str | Path) -> list[tuple[KernelDesc, float]]:
     """(kernel, best tuned ms) for every workload of the database whose kind is known."""
     db_dir = Path(db_dir)
-    kinds = [_kind(row[1]) if isinstance(row, list) and len(row) == 2 else None
-             for row in _lines(db_dir / WORKLOADS)]
+    kinds = _workload_kinds(db_dir / WORKLOADS)
     best: dict[int, tuple[float, list[list[int]]]] = {}
     for row in _lines(db_dir / RECORDS):
         try:
