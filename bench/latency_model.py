@@ -93,7 +93,8 @@ def from_studies(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, fl
         for view in section.predictions:
             rows = out.setdefault(view.profile, [])
             rows += [(f"{name} {p.label} ({p.source})", p.measured, p.predicted) for p in view.points]
-            rows += [(f"{name} (no model yet)", float("nan"), None)] * view.unpredicted
+            if view.unpredicted:
+                print(f"{view.profile}: {view.unpredicted} measurement(s) of {name} taken before the model had data")
     return list(out.items())
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from hwssl.models.layers import conv_output_size, group_columns_by_offset
+from hwssl.models.layers import conv_output_size
 
 Shape = tuple[int, ...]
 
@@ -53,9 +53,10 @@ class KernelDesc:
     @property
     def key(self) -> str:
         """Lookup key: kind, data shape, weight shape (conv/dense), output shape, input count (concat)."""
-        first = self.args[0] if self.args else ()
-        weight = self.args[1] if self.kind in COMPUTE and len(self.args) > 1 else ()
-        extra = f"|{len(self.args)}" if self.kind == "concat" else ""
+        args = self.args
+        first = args[0] if args else ()
+        weight = args[1] if self.kind in COMPUTE and len(args) > 1 else ()
+        extra = f"|{len(args)}" if self.kind == "concat" else ""
         return f"{self.kind}|{_s(first)}|{_s(weight)}|{_s(self.out)}{extra}"
 
     def to_json(self) -> list[Any]:
@@ -69,7 +70,7 @@ class KernelDesc:
 
 
 def _s(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+    return "x".join(map(str, shape))
 
 
 def _prod(shape: Iterable[int]) -> int:
@@ -118,13 +119,24 @@ def from_measured(row: dict[str, Any]) -> KernelDesc | None:
 # -- spec side -------------------------------------------------------------------------------------------------
 
 
+def _offset_counts(columns: Sequence[Sequence[int]]) -> list[int]:
+    """Kept channels per kernel offset, offsets in the lowered weight's (row-major) order: the
+    counting part of :func:`hwssl.models.layers.group_columns_by_offset`, fast enough to run on
+    every prediction."""
+    counts: dict[tuple[int, int], int] = {}
+    for col in columns:
+        off = (col[1], col[2])
+        counts[off] = counts.get(off, 0) + 1
+    return [counts[off] for off in sorted(counts)]
+
+
 class _Walker:
     def __init__(self, batch: int) -> None:
         self.n = int(batch)
         self.kernels: list[KernelDesc] = []
 
     def add(self, kind: str, args: Sequence[Shape], out: Shape, layer: str, role: str) -> None:
-        self.kernels.append(KernelDesc(kind, tuple(tuple(a) for a in args), tuple(out), layer, role))
+        self.kernels.append(KernelDesc(kind, tuple(args), out, layer, role))
 
     def conv(self, c: dict[str, Any], shape: Shape, name: str) -> Shape:
         """Kernels of one conv (plain, channel-gathered or lowered) on input ``shape`` (N, C, H, W)."""
@@ -137,14 +149,14 @@ class _Walker:
             src = (n, cin, hp, wp)
             if p:
                 self.add("pad", [shape], src, name, "pad")
-            groups = group_columns_by_offset(c["columns"])
+            counts = _offset_counts(c["columns"])
             concat_args: list[Shape] = []
             kcols = 0
-            for _, _, chs in groups:
+            for kept in counts:
                 sliced = (n, cin, ho, wo)
-                kcols += len(chs)
-                full = list(chs) == list(range(cin))
-                if full and len(groups) > 1:
+                kcols += kept
+                full = kept == cin
+                if full and len(counts) > 1:
                     # a slice that keeps every channel fuses into the concatenation, which then
                     # reads the (padded) input itself, once, as its first argument
                     if src not in concat_args:
@@ -152,9 +164,9 @@ class _Walker:
                     continue
                 self.add("slice", [src], sliced, name, "gather")
                 if not full:
-                    self.add("take", [sliced, (len(chs),)], (n, len(chs), ho, wo), name, "gather")
-                concat_args.append((n, len(chs), ho, wo))
-            if len(groups) > 1:
+                    self.add("take", [sliced, (kept,)], (n, kept, ho, wo), name, "gather")
+                concat_args.append((n, kept, ho, wo))
+            if len(counts) > 1:
                 self.add("concat", concat_args, (n, kcols, ho, wo), name, "gather")
             self.add("conv", [(n, kcols, ho, wo), (out[1], kcols, 1, 1)], out, name, "gemm")
             return out

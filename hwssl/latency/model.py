@@ -24,7 +24,7 @@ from hwssl.latency.kernels import KernelDesc, from_measured, spec_kernels
 
 FORMAT = 1
 RECENT = 3              # per-kernel observations of one key that make its current time
-MAX_NETWORKS = 2000     # oldest network observations are dropped beyond this
+MAX_NETWORKS = 1000     # oldest network observations are dropped beyond this
 
 
 class LatencyModelError(RuntimeError):
@@ -81,6 +81,7 @@ class LatencyModel:
     calibration: Calibration = field(default_factory=Calibration)
     table: dict[str, tuple[KernelDesc, float]] = field(default_factory=dict)
     residuals: dict[tuple[object, ...], list[tuple[float, float]]] = field(default_factory=dict)
+    _memo: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)  # key -> price, per fit
 
     # -- observations ------------------------------------------------------------------------------------------
 
@@ -129,6 +130,7 @@ class LatencyModel:
     # -- fit and predict ---------------------------------------------------------------------------------------
 
     def refit(self) -> None:
+        self._memo = {}
         table: dict[str, tuple[KernelDesc, float]] = {}
         for key, ms in self.db_obs.items():
             table[key] = (self.descs[key], ms)
@@ -161,7 +163,14 @@ class LatencyModel:
         return bool(self.table) or bool(self.networks)
 
     def _kernel_ms(self, k: KernelDesc) -> tuple[float, str]:
-        hit = self.table.get(k.key)
+        key = k.key
+        memo = self._memo.get(key)
+        if memo is None:
+            memo = self._memo[key] = self._price(k, key)
+        return memo
+
+    def _price(self, k: KernelDesc, key: str) -> tuple[float, str]:
+        hit = self.table.get(key)
         if hit is not None:
             return hit[1], "table"
         line = self.fits.line(fit_kind(k))
@@ -193,12 +202,18 @@ class LatencyModel:
     # -- storage -----------------------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        """Kernel descriptions are stored once (``descs``); networks list indices into them."""
+        index: dict[KernelDesc, int] = {}
+        for net in self.networks:
+            for k in net.kernels:
+                index.setdefault(k, len(index))
         return {
             "format": FORMAT, "identity": vars(self.identity), "seq": self.seq,
             "kernels": {key: {"desc": self.descs[key].to_json(), "obs": [list(o) for o in obs]}
                         for key, obs in self.kernel_obs.items()},
+            "descs": [k.to_json() for k in index],
             "networks": [{"arch_key": n.arch_key, "measured_ms": n.measured_ms, "seq": n.seq, "source": n.source,
-                          "kernels": [k.to_json() for k in n.kernels]} for n in self.networks],
+                          "kernels": [index[k] for k in n.kernels]} for n in self.networks],
             "fit": {"kernels": self.fits.to_json(), "calibration": self.calibration.to_json(),
                     "table_size": len(self.table), "database_kernels": len(self.db_obs)},
         }
@@ -223,9 +238,10 @@ class LatencyModel:
             desc = KernelDesc.from_json(entry["desc"])
             model.descs[desc.key] = desc
             model.kernel_obs[desc.key] = [(int(o[0]), float(o[1]), str(o[2])) for o in entry["obs"]]
+        descs = [KernelDesc.from_json(k) for k in data.get("descs", [])]
         for n in data.get("networks", []):
             model.networks.append(NetworkObs(str(n["arch_key"]), float(n["measured_ms"]),
-                                             [KernelDesc.from_json(k) for k in n["kernels"]], int(n["seq"]),
+                                             [descs[int(i)] for i in n["kernels"]], int(n["seq"]),
                                              str(n.get("source", "search"))))
         return model
 
@@ -251,4 +267,8 @@ def load_model_file(path: str | Path, expected: Identity) -> LatencyModel:
         raise LatencyModelError(f"{path}: latency model fitted for profile key {have_key!r} at batch "
                                 f"{ident.get('batch', 1)}, expected {expected.profile_key!r} at batch "
                                 f"{expected.batch} (threads, target or timing changed); delete the file")
-    return LatencyModel.from_json(data, path)
+    try:
+        return LatencyModel.from_json(data, path)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise LatencyModelError(f"{path}: unreadable latency model ({type(exc).__name__}: {exc}); "
+                                "delete the file to start a new model") from None

@@ -90,7 +90,7 @@ class LatencySection:
 
     @property
     def empty(self) -> bool:
-        return not any(v.points or v.unpredicted for v in self.predictions) and not self.breakdowns
+        return not any(v.points or v.unpredicted or v.errors for v in self.predictions) and not self.breakdowns
 
 
 def _num(v: Any) -> float | None:
@@ -102,29 +102,44 @@ def _num(v: Any) -> float | None:
 
 
 class _Points:
+    """The views of one profile: one per model file (tuned and untuned timings have their own model)."""
+
     def __init__(self, profile: str) -> None:
-        self.view = PredictionView(profile, [], 0, None, "")
+        self.profile = profile
+        self.views: dict[str, PredictionView] = {}
         self.seen: set[tuple[str, float]] = set()
+        self.errors: list[str] = []
 
     def add(self, lat: dict[str, Any] | None, label: str, trial: int | None, source: str) -> None:
         if not lat or lat.get("cached") or "predicted_ms" not in lat and "latency_model_error" not in lat:
             return
         if lat.get("latency_model_error"):
-            self.view.errors.append(str(lat["latency_model_error"]))
+            self.errors.append(str(lat["latency_model_error"]))
             return
         measured = _num(lat.get("tvm"))
         if measured is None or (source, measured) in self.seen:
             return
         self.seen.add((source, measured))
         info = lat.get("latency_model") or {}
+        file = str(info.get("file", ""))
+        untuned = file.endswith("_untuned.json")
+        view = self.views.setdefault(file, PredictionView(self.profile + (" (untuned timings)" if untuned else ""),
+                                                          [], 0, None, file))
         if info.get("points") is not None:
-            self.view.model_points = max(int(info["points"]), self.view.model_points or 0)
-            self.view.model_file = str(info.get("file", ""))
+            view.model_points = max(int(info["points"]), view.model_points or 0)
         predicted = _num(lat.get("predicted_ms"))
         if predicted is None:
-            self.view.unpredicted += 1
+            view.unpredicted += 1
         else:
-            self.view.points.append(PredictedPoint(label, trial, measured, predicted, source))
+            view.points.append(PredictedPoint(label, trial, measured, predicted, source))
+
+    def result(self) -> list[PredictionView]:
+        views = sorted(self.views.values(), key=lambda v: v.profile)
+        if self.errors:
+            if not views:
+                views = [PredictionView(self.profile, [], 0, None, "")]
+            views[0].errors = self.errors
+        return views
 
 
 def _breakdown(profile: str, trial: int, final: dict[str, Any], dense: dict[str, Any]) -> BreakdownView | None:
@@ -159,5 +174,5 @@ def collect_latency(study: optuna.Study) -> LatencySection:
                 view = _breakdown(p, t.number, final, dense_final)
                 if view is not None:
                     breakdowns.append(view)
-        predictions.append(pts.view)
+        predictions += pts.result()
     return LatencySection(predictions, breakdowns)
