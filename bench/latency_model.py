@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             if predicted is None:
                 print(f"{label:<44} {measured:10.4f} {'-':>10} {'-':>8}")
             else:
-                print(f"{label:<44} {measured:10.4f} {predicted:10.4f} {100 * (predicted - measured) / measured:+7.1f}%")
+                error = 100 * (predicted - measured) / measured
+                print(f"{label:<44} {measured:10.4f} {predicted:10.4f} {error:+7.1f}%")
         print(summary(rows))
         half = rows[len(rows) // 2:]
         if len(rows) >= 6:

@@ -67,7 +67,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     on this host, None for RPC or skipped profiles), ``tuned``, ``target``,
     ``device`` ("local" or "rpc://host:port"), ``compile_s``, ``tune_s``,
     ``measure_s``, ``new_tasks``, ``reused_tasks``, ``max_abs_diff``,
-    ``per_layer`` ([{index, name, ms, out_shape}]), ``cached``, plus
+    ``per_layer`` ([{index, name, ms, out_shape, args}]), ``cached``, plus
     ``skipped`` (reason) when the profile cannot be timed from here: then the
     network is still built and its device code saved (``artifacts``).
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
+from hwssl.report import fmt
 from hwssl.report.latency import BreakdownView, PredictionView
 from hwssl.report.plots import _STYLE, DENSE, FAINT, FRONT, KNEE, RECOMMENDED, plain, to_svg
 
@@ -31,6 +33,10 @@ def predicted_svg(view: PredictionView) -> str:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
+        plain_numbers = FuncFormatter(lambda v, _pos: fmt.sig3(v))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain_numbers)
+            axis.set_minor_formatter(plain_numbers)
         ax.set_xlabel("measured TVM latency (ms)")
         ax.set_ylabel("predicted before measuring (ms)")
         ax.set_title(plain(f"Latency model on {view.profile}"), loc="left")
