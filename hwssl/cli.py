@@ -74,7 +74,8 @@ def _summary(r: dict) -> str:
     for prof, lat in r.get("latency_ms", {}).items():
         dense = r["latency_ms_dense"][prof]
         lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
-                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
+                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}"
+                     + (f"; latency model predicted {lat['predicted_ms']:.4g} ms" if lat.get("predicted_ms") else ""))
     if "accuracy_int8" in r:
         lines.append(f"  int8      val {r['accuracy_int8']:.4f}, test {r['accuracy_int8_test']:.4f}; "
                      f"{'integer-only' if r['integer_only'] else 'NOT integer-only'}, {len(r['float_ops'])} float "

@@ -145,6 +145,20 @@ def test_lowered_conv_is_priced_by_its_gathers_and_gemm(fitted):
     assert all(source == "table" for k, _, source in explained.kernels)  # every shape was measured
 
 
+def test_a_removed_residual_block_saves_its_kernels(fitted):
+    model = fitted["model"]
+    dense = model_spec("resnet20", 1, (16, 16), 10, 0.25)
+    cut = copy.deepcopy(dense)
+    b = cut["stages"][0][1]
+    cut["stages"][0][1] = {"removed": True, "stride": 1, "in": b["in"], "out": b["out"], "downsample": False,
+                           "const": None, "relu": True}
+    assert len(spec_kernels(cut)) == len(spec_kernels(dense)) - 2
+    saved = model.predict(dense) - model.predict(cut)
+    blocks = model.explain(dense).by_layer()
+    assert saved == pytest.approx(model.calibration.scale * (blocks["layer1.1.conv1"] + blocks["layer1.1.conv2"])
+                                  + 2 * model.calibration.per_kernel)
+
+
 def test_model_file_fitted_on_another_cpu_is_refused(fitted, profile, tmp_path, monkeypatch):
     monkeypatch.setenv("HWSSL_CACHE", str(fitted["root"]))
     path = model_path(profile, tuned=False)
