@@ -8,11 +8,12 @@ Small, explainable, robust with few points:
   per *usable vector lane* (``macs / lanes_used(width)``: TVM on x86 vectorises output channels
   by a divisor of the width that fits the SIMD register, so 13 filters get one lane and 16 get
   eight), for memory kernels (slices, takes, concatenations, pools, reshapes) the elements read
-  and written. A kind with fewer than two distinct points borrows the fit of its group (compute
-  or memory), and an empty group a constant (the median kernel time seen). 1x1 convs (GEMMs) and
-  spatial convs are separate kinds. An unseen kernel's regression value is multiplied by the
-  residual ratio (measured / regression) of its nearest measured neighbours of the same geometry
-  (same spatial sizes and window, other channel counts), so it follows the measured staircase;
+  and written. 1x1 convs (GEMMs) and spatial convs are separate kinds. A kind measured at one
+  work value only gets its group's (compute or memory) fixed cost and the slope through that
+  point; a kind never measured borrows its group's line, and an empty group is a constant (the
+  median kernel time seen). An unseen kernel's regression value is multiplied by the residual
+  ratio (measured / regression) of its nearest measured neighbours of the same geometry (same
+  spatial sizes and window, other channel counts), so it follows the measured staircase;
 * per network, ``measured = s * sum(kernels) + a + b * n_kernels`` (the VM's per-call bookkeeping
   that per-kernel timing leaves out), with a ridge prior pulling ``s`` to 1 and ``a``, ``b`` to 0
   so one or two networks cannot swing it.
@@ -148,6 +149,14 @@ def fit_kernels(table: dict[str, tuple[KernelDesc, float]], lanes: int) -> Kerne
             line = LineFit(float(statistics.median(p[1] for p in pts)), 0.0, len(pts), "group")
         if line is not None:
             fits.groups[group] = line
+    for kind, pts in by_kind.items():  # one distinct work value: the group's fixed cost, a slope through it
+        group = fits.groups.get(group_of(kind))
+        if kind in fits.lines or group is None:
+            continue
+        x = statistics.median(p[0] for p in pts)
+        y = statistics.median(p[1] for p in pts)
+        c0 = min(group.c0, y)
+        fits.lines[kind] = LineFit(c0, (y - c0) / x if x > 0 else 0.0, len(pts), "kind-point")
     all_ms = [ms for _, ms in table.values()]
     if all_ms:
         fits.constant = float(statistics.median(all_ms))

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from hwssl.latency.fit import Calibration, KernelFits, fit_calibration, fit_kernels, fit_kind, geometry, work
 from hwssl.latency.kernels import KernelDesc, from_measured, spec_kernels
 
-FORMAT = 1
+FORMAT = 2
 RECENT = 3              # per-kernel observations of one key that make its current time
 MAX_NETWORKS = 1000     # oldest network observations are dropped beyond this
 

@@ -71,9 +71,12 @@ def load_model(profile: HardwareProfile, cache_root: str | Path | None = None, *
     return model
 
 
-def predictor(profile: HardwareProfile, cache_root: str | Path | None = None) -> Callable[[dict[str, Any]], float]:
-    """``predict(spec) -> ms`` on ``profile`` (the callable the latency-weighted SSL prices groups with)."""
-    return load_model(profile, cache_root).predict
+def predictor(profile: HardwareProfile, cache_root: str | Path | None = None, *,
+              tuned: bool = True) -> Callable[[dict[str, Any]], float]:
+    """``predict(spec) -> ms`` on ``profile`` (the callable the latency-weighted SSL prices groups with),
+    as the model stands now (load again to see later measurements). ``tuned=False``: the model of
+    untuned timings (``--no-tune`` searches)."""
+    return load_model(profile, cache_root, tuned=tuned).predict
 
 
 def observe(profile: HardwareProfile, spec: dict[str, Any], latency: dict[str, Any], *, arch_key: str,
