@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hwssl.results import study_profiles, study_trials
+from hwssl.results import study_profiles, trial_records
 
 WITHIN = 0.10
 
@@ -156,21 +156,27 @@ def _breakdown(profile: str, trial: int, final: dict[str, Any], dense: dict[str,
                          "tuned" if final.get("tuned") else "untuned")
 
 
+def _as_dict(lat: Any) -> dict[str, Any] | None:
+    return None if lat is None else lat.to_dict()
+
+
 def collect_latency(study: optuna.Study) -> LatencySection:
     profiles = study_profiles(study)
-    done = [t for t in study_trials(study, states=(TrialState.COMPLETE,)) if t.user_attrs.get("result")]
+    done = [t for t in trial_records(study, states=(TrialState.COMPLETE,)) if t.record is not None]
     predictions, breakdowns = [], []
     for p in profiles:
         pts = _Points(p)
         for t in done:
-            r = t.user_attrs["result"]
-            pts.add(r.get("latency_ms", {}).get(p), f"#{t.number}", t.number, "search")
-            pts.add(r.get("latency_ms_dense", {}).get(p), "dense", None, "dense")
-            final = r.get("latency_ms_final", {}).get(p)
+            rec = t.record
+            fp32 = rec.fp32.timings.get(p)
+            dense = rec.dense.timings.get(p)
+            pts.add(_as_dict(fp32.cheap if fp32 else None), f"#{t.number}", t.number, "search")
+            pts.add(_as_dict(dense.cheap if dense else None), "dense", None, "dense")
+            final = _as_dict(fp32.final if fp32 and rec.precision == "fp32" else None)
             pts.add(final, f"#{t.number} final", t.number, "final")
-            dense_final = r.get("latency_ms_dense_final", {}).get(p)
+            dense_final = _as_dict(dense.final if dense else None)
             pts.add(dense_final, "dense final", None, "final dense")
-            if final and dense_final and r.get("precision", "fp32") == "fp32":
+            if final and dense_final:
                 view = _breakdown(p, t.number, final, dense_final)
                 if view is not None:
                     breakdowns.append(view)
