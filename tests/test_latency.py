@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_deploy_support import fast_cpu_profile
+from deploy_support import fast_cpu_profile
 from hwssl.compact import arch_key
 from hwssl.config.profile import load_profile
 from hwssl.latency import LatencyModelError, load_model, model_path, observe, predictor, spec_kernels

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY_SPACE
-from test_deploy_support import fast_cpu_profile
+from deploy_support import fast_cpu_profile
 from hwssl.config import load_search_space
 from hwssl.config.profile import load_profile
 from hwssl.latency import spec_kernels
