@@ -17,7 +17,9 @@ from hwssl.latency import spec_kernels
 from hwssl.latency.tunedb import database_kernels
 from hwssl.models import model_spec
 from hwssl.report import build_report
-from hwssl.results import study_trials
+import copy
+
+from hwssl.results import trial_records
 from hwssl.retime import retime_pareto
 from hwssl.search import SearchOptions, run_search
 
@@ -40,7 +42,17 @@ def study(tmp_path_factory):
 
 
 def _results(study):
-    return [t.user_attrs["result"] for t in study_trials(study, states=(TrialState.COMPLETE,))]
+    """Each trial's stored result, with its final re-timings (if any) under ``latency_ms_final``
+    and ``latency_ms_dense_final``."""
+    out = []
+    for t in trial_records(study, states=(TrialState.COMPLETE,)):
+        r, rec = copy.deepcopy(t.trial.user_attrs["result"]), t.record
+        finals = [p for p in rec.profiles if rec.is_final(p)]
+        if finals:
+            r["latency_ms_final"] = {p: rec.latency(p).to_dict() for p in finals}
+            r["latency_ms_dense_final"] = {p: rec.dense_latency(p).to_dict() for p in finals}
+        out.append(r)
+    return out
 
 
 def test_search_trials_record_predicted_and_measured_latency(study):
