@@ -16,7 +16,7 @@ import torch
 import tvm
 
 from test_compact import make_model, zero_random_groups
-from test_deploy_support import PROFILES, fast_cpu_profile
+from deploy_support import PROFILES, fast_cpu_profile
 from hwssl.compact import compact_model
 from hwssl.config.profile import load_profile
 from hwssl.deploy.compile import compile_model, export_library, max_abs_diff, torch_reference
