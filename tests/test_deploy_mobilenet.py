@@ -8,6 +8,7 @@ full-length net is the slow variant."""
 
 from __future__ import annotations
 
+import collections
 import shutil
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def test_compacted_mobilenetv2_imports_into_tvm_with_outputs_equal_to_pytorch(co
     compiled = compile_model(compacted, x, profile, make_target(profile))
     vm = tvm.relax.VirtualMachine(compiled.executable, tvm.cpu())
     assert max_abs_diff(vm["main"](tvm.runtime.tensor(x.numpy())), torch_reference(compacted, x)) <= TOL
+    # the latency model's walk of the spec lists exactly the kernels TVM built
+    from hwssl.deploy.measure import kernel_arg_shapes
+    from hwssl.latency import spec_kernels
+    from hwssl.latency.kernels import from_measured
+
+    built = collections.Counter(
+        from_measured({"name": k.name, "args": kernel_arg_shapes(k), "out_shape": list(k.out[0])}).key
+        for k in compiled.kernels)
+    walked = collections.Counter(k.key for k in spec_kernels(compacted.spec, batch=2))
+    assert built == walked, (dict(built - walked), dict(walked - built))
 
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="aarch64 cross compiler not installed")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwssl.baselines import MethodError, evaluate_method
+from hwssl.baselines import MethodError
+from hwssl.methods import evaluate_method
 from hwssl.cli import main
 from hwssl.config import ConfigError, load_search_space
 from hwssl.models import build_model, model_spec
