@@ -87,3 +87,31 @@ def test_int8_refuses_mobilenetv2_in_one_line(space_file):
     model = build_model(model_spec("mobilenetv2", 1, (16, 16), 10, 0.25)).eval()
     with pytest.raises(QuantError, match="no int8 converter for MobileNetV2"):
         quantize_model(model, torch.randn(4, 1, 16, 16))
+
+
+def test_a_search_on_a_spec_file_and_an_npz_records_the_dense_spec_for_retime(tmp_path):
+    import json
+
+    import numpy as np
+    from optuna.trial import TrialState
+
+    from hwssl.retime import _dense_model
+    from hwssl.search import SearchOptions, run_search
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    x = rng.integers(0, 60, (120, 12, 12), dtype=np.uint8)
+    for k in range(3):
+        x[y == k, 4 * k:4 * k + 4] = 250   # a class-dependent band
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    spec = model_spec("mobilenetv2", 1, (12, 12), 3, 0.25)
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    (tmp_path / "s.toml").write_text('[model]\nspec = "net.json"\n[data]\nname = "npz"\npath = "d.npz"\n'
+                                     '[train]\ndense_epochs = 1\nssl_epochs = 0.5\nrecover_epochs = 0.5\n'
+                                     '[search.strengths."filter"]\nlow = 0.5\nhigh = 3.0\n')
+    space = load_search_space(tmp_path / "s.toml")
+    study = run_search(SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="mnv2",
+                                     trials=1, artifacts=str(tmp_path / "a"), quiet=True))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
+    assert study.user_attrs["dense_spec"] == spec and study.user_attrs["model"] == "net"
+    assert _dense_model(study).spec == spec
