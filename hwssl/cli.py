@@ -29,9 +29,8 @@ def _load_profiles(paths: Sequence[str]):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    space = _load_space(args.file)
-    print(f"ok: {args.file} ({space.model.name} on {space.data.name}, "
-          f"{len(space.strengths)} strengths, {len(space.search.strengths)} searched)")
+    from hwssl.config.check import check_file
+    print(check_file(args.file, args.kind))
     return 0
 
 
@@ -251,8 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwssl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="validate a search-space file")
+    p = sub.add_parser("check", help="validate a search-space or hardware-profile file (recognised by content)")
     p.add_argument("file")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--profile", dest="kind", action="store_const", const="profile",
+                      help="validate the file as a hardware profile")
+    kind.add_argument("--space", dest="kind", action="store_const", const="space",
+                      help="validate the file as a search space")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("evaluate", help="train, sparsify, compact and measure one strength setting")

@@ -42,7 +42,7 @@ def dense_key(space: SearchSpace) -> str:
     """Cache key of the dense checkpoint: everything that shapes dense training."""
     t = space.train
     return stable_hash({"model": dataclasses.asdict(space.model), "data": dataclasses.asdict(space.data),
-                        "seed": space.seed, "batch": t.batch_size, "epochs": t.dense_epochs, "lr": t.dense_lr,
+                        "seed": space.seed, "batch": t.batch_size, "epochs": float(t.dense_epochs), "lr": t.dense_lr,
                         "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
 
 
