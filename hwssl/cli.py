@@ -40,8 +40,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     space = _load_space(args.space, args.set)
     profiles = _load_profiles(args.profile)
-    runlog.capture(Path(args.out) / runlog.LOG_NAME if args.out else
-                   runlog.study_log_path("hwssl-artifacts", f"evaluate-{space.name}"), verbose=args.verbose)
+    if profiles:  # TVM runs only for a profile
+        runlog.capture(Path(args.out) / runlog.LOG_NAME if args.out else
+                       runlog.study_log_path("hwssl-artifacts", f"evaluate-{space.name}"), verbose=args.verbose)
 
     def show_progress(phase: str, i: int, n: int) -> None:
         if i == n or i % 50 == 0:
@@ -102,7 +103,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                          method_params=_method_params(args.method_param), ratio_low=args.ratio_range[0],
                          ratio_high=args.ratio_range[1], per_layer_ratios=args.per_layer_ratios,
                          ratios=args.ratios or ())
-    runlog.capture(runlog.study_log_path(opts.artifacts, opts.name), verbose=args.verbose, announce=not args.quiet)
+    if profiles:
+        runlog.capture(runlog.study_log_path(opts.artifacts, opts.name), verbose=args.verbose,
+                       announce=not args.quiet)
     interrupted = False
     try:
         study = run_search(opts)
