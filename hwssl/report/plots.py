@@ -100,8 +100,12 @@ class StepPercent(Formatter):
     label on every tick.
     """
 
+    def set_locs(self, locs: Sequence[float]) -> None:
+        super().set_locs(locs)
+        self._ticks = sorted(float(v) for v in locs)
+
     def __call__(self, x: float, pos: int | None = None) -> str:
-        locs = sorted(self.locs)
+        locs = getattr(self, "_ticks", [])
         steps = [b - a for a, b in zip(locs, locs[1:]) if b > a]
         step = 100 * min(steps) if steps else 0.0
         decimals = 0
