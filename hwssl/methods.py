@@ -1,0 +1,152 @@
+"""The sparsification methods a search can run, each registered once.
+
+A :class:`Method` says how a trial samples its parameters, how it sparsifies the
+dense model (a ``(sparse model, training phase, info)`` triple that the shared
+harness :func:`hwssl.evaluate.finish_candidate` then compacts, fine-tunes and
+measures), which fixed parameters it accepts and how its parameters read in a
+table. Built in: ``ssl`` (group-Lasso strengths), and the baselines ``l1``,
+``torch-pruning`` and ``dense`` (see :mod:`hwssl.baselines`). A new method is one
+:func:`register` call; the search, the CLI and the comparison pick it up by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from hwssl.baselines import BASELINES, MethodError, RatioRange, check_params as check_baseline_params
+from hwssl.baselines import fresh_start, sample_ratios
+from hwssl.config.space import SearchSpace
+from hwssl.progress import Progress
+from hwssl.settings import MeasureSettings
+
+Sparsify = Callable[[Any, Mapping[str, Any], "Progress | None"], tuple[Any, Any, "dict[str, Any] | None"]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a search samples a method's parameters: the ratio range (baselines) and the fixed ones."""
+
+    ratio: RatioRange = field(default_factory=RatioRange)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    site_names: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str                                              # one line for --help and docs
+    sparsify: Sparsify                                        # (DenseStart, params, progress) -> triple
+    sample: Callable[[Any, SearchSpace, Sampling], dict[str, Any]]   # (optuna trial, space, sampling)
+    check_params: Callable[[Mapping[str, Any]], None] = lambda params: None
+    samples_ratios: bool = False                              # pruning ratios: a ratio range, --ratios sweeps
+    records_strengths: bool = False                           # trial attribute "strengths" (else "method_params")
+    single_point: bool = False                                # every trial is the same model: one trial
+
+    def trial_attrs(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What a search trial records about its sampled parameters (Optuna user attributes)."""
+        if self.records_strengths:
+            return {"strengths": dict(params)}
+        return {"method": self.name, "method_params": dict(params)}
+
+    def describe(self, params: Mapping[str, Any]) -> str:
+        """Parameters as short text for tables (``ratio=0.3 reg=0.005``; SSL: non-zero strengths)."""
+        if self.records_strengths:
+            return " ".join(f"{k}={v:.2g}" for k, v in params.items() if isinstance(v, (int, float)) and v) or "-"
+        return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "-"
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def method_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise MethodError(f"unknown method {name!r}; expected one of {method_names()}") from None
+
+
+# -- SSL --------------------------------------------------------------------------------------------------------
+
+
+def sample_strengths(trial: Any, space: SearchSpace, sampling: Sampling | None = None) -> dict[str, float]:
+    """One strength per searched key (log-uniform by default); a key with a
+    ``zero_probability`` is first switched on or off by a categorical choice."""
+    strengths = dict(space.strengths)
+    for key, rng in space.search.strengths.items():
+        if rng.zero_probability > 0:
+            # a categorical whose choices encode the probability keeps the sampler's prior honest
+            n_off = max(1, round(10 * rng.zero_probability))
+            choices = ["off"] * n_off + ["on"] * max(1, 10 - n_off)
+            labels = [f"{c}{i}" for i, c in enumerate(choices)]
+            if trial.suggest_categorical(f"{key}:switch", labels).startswith("off"):
+                strengths[key] = 0.0
+                continue
+        strengths[key] = trial.suggest_float(key, rng.low, rng.high, log=rng.log)
+    return strengths
+
+
+def _ssl_sparsify(start: Any, params: Mapping[str, Any], progress: Progress | None) -> tuple[Any, Any, None]:
+    from hwssl.evaluate import ssl_sparsify
+
+    sparse, phase = ssl_sparsify(start, dict(params) or dict(start.space.strengths), progress)
+    return sparse, phase, None
+
+
+def _baseline_sparsify(name: str) -> Sparsify:
+    def run(start: Any, params: Mapping[str, Any], progress: Progress | None) -> tuple[Any, Any, Any]:
+        if name == "l1":
+            from hwssl.baselines.l1 import l1_sparsify as sparsify
+        elif name == "torch-pruning":
+            from hwssl.baselines.depgraph import tp_sparsify as sparsify
+        else:
+            from hwssl.baselines.dense import dense_sparsify as sparsify
+        return sparsify(start, params, progress)
+    return run
+
+
+register(Method("ssl", "searches per-group SSL strengths (group Lasso, proximal step)", _ssl_sparsify,
+                sample_strengths, records_strengths=True))
+for _name, _summary in (("l1", "L1-norm filter pruning (Li et al. 2017) at a sampled ratio"),
+                        ("torch-pruning", "Torch-Pruning DepGraph group-norm sparse learning at a sampled ratio"),
+                        ("dense", "the unmodified dense model (one point)")):
+    register(Method(_name, _summary, _baseline_sparsify(_name),
+                    lambda trial, space, s, _n=_name: sample_ratios(trial, _n, s.ratio, s.fixed, s.site_names),
+                    lambda params, _n=_name: check_baseline_params(_n, params),
+                    samples_ratios=_name != "dense", single_point=_name == "dense"))
+assert set(BASELINES) <= set(_REGISTRY)
+
+
+def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] | None = None, *,
+                    profiles: Sequence[Any] = (), measure: MeasureSettings = MeasureSettings(),
+                    save_dir: str | Path | None = None, progress: Progress | None = None,
+                    start: Any = None) -> dict[str, Any]:
+    """One candidate of any registered method, end to end; the same result as
+    :func:`hwssl.evaluate.evaluate_candidate` plus ``baseline`` (what a baseline did).
+    ``start`` (from :func:`hwssl.evaluate.prepare`) is reused when given."""
+    from hwssl.evaluate import finish_candidate, prepare
+
+    spec = get_method(method)
+    params = dict(params or {})
+    spec.check_params(params)
+    start = prepare(space, progress) if start is None else fresh_start(start)
+    sparse, phase, info = spec.sparsify(start, params, progress)
+    if method == "ssl":
+        params = dict(params) or dict(space.strengths)
+    result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,
+                              measure=measure, save_dir=save_dir, progress=progress)
+    if info is not None:
+        result["baseline"] = info
+    return result
