@@ -43,9 +43,10 @@ def dense_spec(space: SearchSpace, splits: DataSplits) -> dict[str, Any]:
 def dense_key(space: SearchSpace) -> str:
     """Cache key of the dense checkpoint: everything that shapes dense training."""
     t = space.train
+    # epochs hashed as a float: they were read as one before they became integers (keeps cached checkpoints)
     return stable_hash({"model": dataclasses.asdict(space.model), "data": dataclasses.asdict(space.data),
-                        "seed": space.seed, "batch": t.batch_size, "epochs": float(t.dense_epochs), "lr": t.dense_lr,
-                        "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
+                        "seed": space.seed, "batch": t.batch_size, "epochs": float(t.dense_epochs),
+                        "lr": t.dense_lr, "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
 
 
 def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress | None = None
