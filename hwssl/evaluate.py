@@ -57,8 +57,9 @@ def dense_key(space: SearchSpace) -> str:
     files = {k: file_digest(p) for k, p in (("spec", space.model.spec), ("weights", space.model.weights),
                                             ("npz", space.data.path if space.data.name == "npz" else ""))
              if p and Path(p).is_file()}
+    # epochs hashed as a float: they were read as one before they became integers (keeps cached checkpoints)
     return stable_hash({"model": _non_default(space.model), "data": _non_default(space.data), **files,
-                        "seed": space.seed, "batch": t.batch_size, "epochs": t.dense_epochs, "lr": t.dense_lr,
+                        "seed": space.seed, "batch": t.batch_size, "epochs": float(t.dense_epochs), "lr": t.dense_lr,
                         "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
 
 

@@ -110,11 +110,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 64
-    dense_epochs: float = 10
+    dense_epochs: int = 10
     dense_lr: float = 0.01
-    ssl_epochs: float = 5
+    ssl_epochs: int = 5
     ssl_lr: float = 0.001
-    recover_epochs: float = 2
+    recover_epochs: int = 2
     recover_lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -245,9 +245,9 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     t = top.sub("train")
     train = TrainConfig(
         batch_size=t.integer("batch_size", 64, minimum=1),
-        dense_epochs=t.number("dense_epochs", 10, minimum=0), dense_lr=t.number("dense_lr", 0.01, positive=True),
-        ssl_epochs=t.number("ssl_epochs", 5, minimum=0), ssl_lr=t.number("ssl_lr", 0.001, positive=True),
-        recover_epochs=t.number("recover_epochs", 2, minimum=0),
+        dense_epochs=t.integer("dense_epochs", 10, minimum=0), dense_lr=t.number("dense_lr", 0.01, positive=True),
+        ssl_epochs=t.integer("ssl_epochs", 5, minimum=0), ssl_lr=t.number("ssl_lr", 0.001, positive=True),
+        recover_epochs=t.integer("recover_epochs", 2, minimum=0),
         recover_lr=t.number("recover_lr", 0.001, positive=True),
         momentum=t.number("momentum", 0.9, minimum=0, maximum=0.999),
         weight_decay=t.number("weight_decay", 5e-4, minimum=0), threads=t.integer("threads", 1, minimum=1))
