@@ -37,6 +37,8 @@ def _dense_model(study: optuna.Study) -> torch.nn.Module:
     from hwssl.models import model_spec
 
     attrs = study.user_attrs
+    if attrs.get("dense_spec"):
+        return build_model(attrs["dense_spec"]).eval()
     info = dataset_info(attrs["data"])
     width = attrs.get("model_width", 1.0)
     return build_model(model_spec(attrs["model"], info.in_channels, info.image_size, info.num_classes,
@@ -66,7 +68,7 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                   say: Callable[[str], None] = print) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
     Returns {profile: [trial numbers re-timed]}."""
-    from hwssl.deploy import measure_candidate
+    from hwssl.latency.record import measure_with_model
 
     done: dict[str, list[int]] = {}
     by_number = {t.number: t.record for t in trial_records(study) if t.record is not None}
@@ -85,16 +87,17 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
             if int8:
                 latency = _int8_latency(study, model, record, profile, budget)
-            else:
-                latency = measure_candidate(model, example, profile, arch_key=record.extra["arch_key"], tune=True,
-                                            trials_per_task=budget)
+            else:  # with the per-kernel breakdown (report: where the time goes) and the model's prediction
+                latency = measure_with_model(model, example, profile, spec=record.extra["arch"],
+                                             arch_key=record.extra["arch_key"], tune=True, trials_per_task=budget,
+                                             per_layer=True, source="final")
             store_final(study, number, profile.name, latency)
         if dense is None:
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
-        latency = measure_candidate(dense, example, profile, arch_key=arch_key(dense.spec), tune=True,
-                                    trials_per_task=budget)
+        latency = measure_with_model(dense, example, profile, spec=dense.spec, arch_key=arch_key(dense.spec),
+                                     tune=True, trials_per_task=budget, per_layer=True, source="final")
         store_final(study, None, profile.name, latency)
         done[profile.name] = numbers
     return done

@@ -98,7 +98,7 @@ def test_find_cycle_reports_a_planted_cycle() -> None:
 
 def test_import_graph_sees_function_level_imports() -> None:
     graph = import_graph()
-    assert "hwssl.deploy.candidate" in graph["hwssl.evaluate"]      # imported inside a function
+    assert "hwssl.latency.record" in graph["hwssl.evaluate"]      # imported inside a function
     assert "hwssl.config.space" in graph["hwssl.search"] or "hwssl.config.space" in graph.get("hwssl.search.options", set())
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwssl.compact.mobilenet import compact_mobilenet
 from hwssl.compact.plain import compact_plain
 from hwssl.compact.resnet import compact_resnet
 from hwssl.compact.spec import (arch_key, architecture_summary, conv_layer_count, load_compacted,
@@ -60,6 +61,9 @@ def compact_model(model: nn.Module, *, channel_round: int = 1, min_shape_sparsit
             spec, state = compact_plain(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
         elif family == "resnet":
             spec, state = compact_resnet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
+        elif family == "mobilenetv2":
+            spec, state = compact_mobilenet(model, channel_round=channel_round,
+                                            min_shape_sparsity=min_shape_sparsity)
         else:
             raise CompactionError(f"no compaction for model family {family!r}")
         small = build_model(spec)

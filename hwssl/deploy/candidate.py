@@ -134,7 +134,7 @@ def measure_networks(nets: list[Net], example_input: torch.Tensor, profile: Hard
     etc.; ``noisy`` (the runtimes whose samples did not settle, see
     :mod:`hwssl.deploy.timing`); ``tuned``, ``target``, ``device`` ("local" or
     "rpc://host:port"), ``compile_s``, ``tune_s``, ``measure_s``, ``new_tasks``,
-    ``reused_tasks``, ``max_abs_diff``, ``per_layer`` ([{index, name, ms, out_shape}]),
+    ``reused_tasks``, ``max_abs_diff``, ``per_layer`` ([{index, name, ms, out_shape, args}]),
     ``cached`` (the build came from the cache), plus ``skipped`` (reason) when the profile
     cannot be timed from here: then each network is still built and its device code saved
     (``artifacts``).

@@ -20,6 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from hwssl.sparsity.coupled import coupled_scale_, coupled_size, coupled_sumsq
 from hwssl.sparsity.groups import SSLSites, resolve_strengths, ssl_sites
 
 
@@ -60,6 +61,12 @@ class GroupLasso:
                 if lam > 0:
                     scale = conv_group_size(site.conv.weight, group_type) ** 0.5 if scale_by_group_size else 1.0
                     self._conv_terms.append((site.conv.weight, group_type, lam * scale))
+        self._coupled_terms = []  # (members, lambda*scale): MobileNetV2's hidden channels
+        for site in self.sites.coupled:
+            lam = self.lambdas[site.group_type].get(site.name, 0.0)
+            if lam > 0:
+                scale = coupled_size(site.members) ** 0.5 if scale_by_group_size else 1.0
+                self._coupled_terms.append((site.members, lam * scale))
         self._depth_terms = []
         for block in self.sites.blocks:
             lam = self.lambdas["depth"].get(block.name, 0.0)
@@ -69,12 +76,14 @@ class GroupLasso:
 
     @property
     def active(self) -> bool:
-        return bool(self._conv_terms or self._depth_terms)
+        return bool(self._conv_terms or self._depth_terms or self._coupled_terms)
 
     def penalty(self) -> torch.Tensor:
         total = torch.zeros(())
         for weight, group_type, lam in self._conv_terms:
             total = total + lam * _safe_norm(conv_group_sumsq(weight, group_type)).sum()
+        for members, lam in self._coupled_terms:
+            total = total + lam * _safe_norm(coupled_sumsq(members)).sum()
         for params, lam in self._depth_terms:
             total = total + lam * _safe_norm(sum(p.pow(2).sum() for p in params))
         return total
@@ -91,6 +100,9 @@ class GroupLasso:
                 weight.mul_(factor.view(1, -1, 1, 1))
             else:
                 weight.mul_(factor.view(1, *weight.shape[1:]))
+        for members, lam in self._coupled_terms:
+            norms = coupled_sumsq(members).sqrt()
+            coupled_scale_(members, (1 - lr * lam / norms.clamp_min(1e-30)).clamp_min(0))
         for params, lam in self._depth_terms:
             norm = torch.sqrt(sum(p.pow(2).sum() for p in params))
             factor = (1 - lr * lam / norm.clamp_min(1e-30)).clamp_min(0)
@@ -104,6 +116,7 @@ class GroupLasso:
             return
         seen: set[int] = set()
         tensors = [w for w, _, _ in self._conv_terms] + [p for ps, _ in self._depth_terms for p in ps]
+        tensors += [t for members, _ in self._coupled_terms for t, _ in members]
         for t in tensors:
             if id(t) in seen:
                 continue
