@@ -109,6 +109,11 @@ def test_old_study_gives_the_same_trial_table_as_before_the_record(old_storage, 
     want = pd.read_csv(DATA / f"study_v1_{study}_trials.csv")
     got = trials_frame(_load(old_storage, study))
     got = pd.read_csv(pd.io.common.StringIO(got.to_csv(index=False)))  # same typing as the saved file
+    # columns added after the record (issue 14: ONNX Runtime ms, TVM's best thread count) are empty for
+    # this old study; the table is otherwise unchanged
+    added = [c for c in got.columns if c.startswith(("ort_ms:", "threads:"))]
+    assert added and got[added].isna().all().all()
+    got = got.drop(columns=added)
     assert list(got.columns) == list(want.columns)
     for col in want.columns:
         if col == "duration_s":
