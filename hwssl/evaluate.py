@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from hwssl.budget import hw_options_on, hw_ssl
 from hwssl.cache import cache_root, file_lock, stable_hash
 from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count, save_compacted
 from hwssl.config.space import SearchSpace
@@ -101,10 +102,21 @@ def _progress(progress: Progress | None, phase: str):
     return (lambda i, n, _loss: progress(phase, i, n)) if progress else None
 
 
-def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None
-                 ) -> tuple[nn.Module, PhaseResult]:
-    """SSL fine-tuning of the dense model with the given per-group strengths."""
+def compaction_round(space: SearchSpace, profiles: Sequence[Any] = ()) -> int:
+    """Kept widths are rounded to the coarsest multiple the space or any target profile asks for."""
+    return max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
+
+
+def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None,
+                 channel_round: int | None = None) -> tuple[nn.Module, PhaseResult]:
+    """SSL fine-tuning of the dense model with the given per-group strengths. With the space's
+    hardware-aware ``[ssl]`` options on, :func:`hwssl.budget.hw_ssl` runs it (its facts land in
+    ``phase.record``)."""
     space, t = start.space, start.space.train
+    if hw_options_on(space.ssl):
+        targets = [space.ssl.target] if space.ssl.target > 0 else []
+        run = hw_ssl(start, strengths, targets=targets, channel_round=channel_round, progress=progress)
+        return run.model, run.phase
     model = start.dense_model()
     reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)
     phase = train_phase(model, start.splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr,
@@ -141,8 +153,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
 
     tc = time.perf_counter()
     check = splits.val.tensors[0][:64]
-    # kept widths are rounded to the coarsest multiple any target profile asks for
-    channel_round = max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
+    channel_round = compaction_round(space, profiles)
     compacted = compact_model(sparse, channel_round=channel_round,
                               min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
                               tolerance=COMPACTION_TOLERANCE)
@@ -249,7 +260,9 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
     """Train, sparsify with SSL, compact, fine-tune and measure one strength setting."""
     strengths = dict(space.strengths if strengths is None else strengths)
     start = prepare(space, progress)
-    sparse, phase = ssl_sparsify(start, strengths, progress)
-    return finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
-                            tune=tune, trials_per_task=trials_per_task, per_layer=per_layer, save_dir=save_dir,
-                            progress=progress, precision=precision, int8=int8)
+    sparse, phase = ssl_sparsify(start, strengths, progress, channel_round=compaction_round(space, profiles))
+    result = finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
+                              tune=tune, trials_per_task=trials_per_task, per_layer=per_layer, save_dir=save_dir,
+                              progress=progress, precision=precision, int8=int8)
+    result.update(phase.record)  # hardware-aware SSL: budget (target, cost reached, trajectory), weights
+    return result

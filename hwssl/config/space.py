@@ -34,6 +34,15 @@ Format (every key optional unless marked)::
     mode = "proximal"                # proximal | subgradient
     scale_by_group_size = false
     zero_threshold = 1e-4
+    # hardware-aware SSL (hwssl.budget); the defaults keep the paper's SSL
+    latency_weighted = false         # lambda of each group x the oracle's saving from removing it
+    target = 0.0                     # > 0: budget-targeted SSL, the strengths are a mix scaled until the
+                                     #   predicted cost is this fraction of the dense one
+    filter_block = 1                 # filter/channel groups in blocks of this many; "channel_round" = the
+                                     #   compaction's rounding (kept widths come in multiples)
+    oracle = "macs"                  # cost oracle that prices a spec
+    check_every = 5                  # steps between budget checks
+    weight_every = 50                # steps between latency-weight refreshes
 
     [compact]
     min_shape_sparsity = 0.25
@@ -50,6 +59,14 @@ Format (every key optional unless marked)::
     [search]                         # used by `hwssl search`
     trials = 20
     sampler = "nsga2"                # nsga2 | tpe | random
+    mode = "strengths"               # strengths: sample raw strengths | budget: a target and a mix
+    [search.budget]                  # mode = "budget" (needs ssl.oracle): what the search samples
+    target = { low = 0.15, high = 0.8 }          # fraction of the dense predicted cost
+    [search.budget.mix."filter"]                 # relative strength of a group type/scope (strength keys)
+    low = 0.1
+    high = 1.0
+    log = true
+    zero_probability = 0.0
     precision = ["fp32"]             # ["fp32", "int8"]: precision is a searched dimension
     [search.strengths."shape.conv1"] # one searched dimension per key
     low = 1e-4
@@ -71,6 +88,7 @@ from typing import Any, Mapping
 from hwssl.config._reader import ConfigError, TableReader, load_toml
 
 MODES = ("proximal", "subgradient")
+SEARCH_MODES = ("strengths", "budget")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
 CALIBRATIONS = ("max", "percentile")
@@ -111,6 +129,12 @@ class SSLConfig:
     mode: str = "proximal"
     scale_by_group_size: bool = False
     zero_threshold: float = 1e-4
+    latency_weighted: bool = False
+    target: float = 0.0
+    filter_block: int | str = 1      # an int, or "channel_round"
+    oracle: str = "macs"
+    check_every: int = 5
+    weight_every: int = 50
 
 
 @dataclass(frozen=True)
@@ -144,6 +168,9 @@ class SearchConfig:
     min_accuracy: float = 0.0
     max_latency_ms: dict[str, float] = field(default_factory=dict)
     precision: tuple[str, ...] = ("fp32",)
+    mode: str = "strengths"
+    budget_target: StrengthRange | None = None
+    budget_mix: dict[str, StrengthRange] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,7 +260,12 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
 
     s = top.sub("ssl")
     ssl = SSLConfig(s.string("mode", "proximal", choices=MODES), s.boolean("scale_by_group_size", False),
-                    s.number("zero_threshold", 1e-4, minimum=0))
+                    s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
+                    s.number("target", 0.0, minimum=0, maximum=1), _filter_block(s),
+                    s.string("oracle", "macs", choices=_oracles()), s.integer("check_every", 5, minimum=1),
+                    s.integer("weight_every", 50, minimum=1))
+    if ssl.target >= 1:
+        raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()
 
     c = top.sub("compact")
@@ -251,18 +283,25 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     st.finish()
 
     se = top.sub("search")
-    ranges: dict[str, StrengthRange] = {}
     sr = se.sub("strengths")
-    for key in list(sr.table):
-        r = sr.sub(key, required=True)
-        low = r.number("low", positive=True)
-        high = r.number("high", positive=True)
-        if high <= low:
-            raise r.error("high", f"expected a number > low ({low}), got {high}")
-        ranges[key] = StrengthRange(low, high, r.boolean("log", True),
-                                    r.number("zero_probability", 0.0, minimum=0, maximum=1))
-        r.finish()
+    ranges = {key: _range(sr, key) for key in list(sr.table)}
     sr.finish()
+    mode = se.string("mode", "strengths", choices=SEARCH_MODES)
+    bu = se.sub("budget")
+    budget_target = _range(bu, "target", log=False, maximum=1.0) if bu.has("target") else None
+    bm = bu.sub("mix")
+    mix = {key: _range(bm, key) for key in list(bm.table)}
+    bm.finish()
+    bu.finish()
+    if mode == "budget":
+        if budget_target is None:
+            raise bu.error("target", 'search.mode = "budget" needs a target range, e.g. '
+                                     'target = { low = 0.15, high = 0.8 }')
+        if not mix:
+            raise bu.error("mix", 'search.mode = "budget" needs at least one [search.budget.mix."<type>"] range')
+        if ranges:
+            raise sr.error(None, 'search.mode = "budget" samples search.budget.mix, not raw strengths; '
+                                 "remove [search.strengths]")
     co = se.sub("constraints")
     min_accuracy = co.number("min_accuracy", 0.0, minimum=0, maximum=1)
     lat = co.sub("max_latency_ms")
@@ -274,13 +313,39 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
         raise se.error("precision", f"expected a non-empty list of distinct values out of {list(PRECISIONS)}, "
                                     f"got {precision}")
     search = SearchConfig(se.integer("trials", 20, minimum=1), se.string("sampler", "nsga2", choices=SAMPLERS),
-                          ranges, min_accuracy, max_latency, tuple(precision))
+                          ranges, min_accuracy, max_latency, tuple(precision), mode, budget_target, mix)
     se.finish()
     top.finish()
 
     space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search, quant)
     _check_against_model(space, top)
     return space
+
+
+def _oracles() -> list[str]:
+    from hwssl.budget.oracle import ORACLES
+    return sorted(ORACLES)
+
+
+def _filter_block(s: TableReader) -> int | str:
+    value = s.raw("filter_block", 1)
+    if value == "channel_round":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise s.error("filter_block", f'expected an integer >= 1 or "channel_round", got {value!r}')
+    return value
+
+
+def _range(table: TableReader, key: str, *, log: bool = True, maximum: float | None = None) -> StrengthRange:
+    """A ``{low, high, log, zero_probability}`` range (``low < high``, both positive)."""
+    r = table.sub(key, required=True)
+    low = r.number("low", positive=True, maximum=maximum)
+    high = r.number("high", positive=True, maximum=maximum)
+    if high <= low:
+        raise r.error("high", f"expected a number > low ({low}), got {high}")
+    out = StrengthRange(low, high, r.boolean("log", log), r.number("zero_probability", 0.0, minimum=0, maximum=1))
+    r.finish()
+    return out
 
 
 def _check_against_model(space: SearchSpace, top: TableReader) -> None:
@@ -296,9 +361,10 @@ def _check_against_model(space: SearchSpace, top: TableReader) -> None:
         raise ConfigError(space.path, "model.name", f"{exc} (data set {space.data.name} is "
                                                     f"{info.in_channels}x{info.image_size[0]}x{info.image_size[1]})")
     sites = ssl_sites(build_model(spec))
-    for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths)):
+    for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths),
+                         ("search.budget.mix", space.search.budget_mix)):
         try:
-            validate_strength_keys(sites, {k: 1.0 if prefix == "search.strengths" else v for k, v in keys.items()})
+            validate_strength_keys(sites, {k: v if prefix == "strengths" else 1.0 for k, v in keys.items()})
         except StrengthError as exc:
             raise ConfigError(space.path, f"{prefix}.{exc.key}", str(exc)) from None
 
