@@ -13,9 +13,10 @@ and the recovery fine-tune follows as usual).
 Overshoot: group Lasso shrinks many groups together, so one stretch of steps can zero far more
 than the next target asks for. A check that lands more than ``tolerance`` below the target
 restores the weights of the previous check, divides the strength by ``up**2`` and checks every
-step until that target is met (at most ``max_rollbacks`` times per run; the optimiser's
-momentum is not rolled back). So a met target is met within ``tolerance`` unless the rollbacks
-ran out or one step zeroed that much.
+step until that target is met (at most ``max_rollbacks`` times per target, then the overshoot
+is accepted: on a small net one group can be worth more than the tolerance; the optimiser's
+momentum is not rolled back). So a met target is met within ``tolerance`` unless its rollbacks
+ran out; ``rollbacks`` in the record counts them.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class BudgetController:
 
     def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, targets: Sequence[float], *,
                  check_every: int = 5, up: float = 1.5, finish_at: float = 0.7, tolerance: float = 0.05,
-                 max_rollbacks: int = 20, channel_round: int = 1, min_shape_sparsity: float = 0.25,
+                 max_rollbacks: int = 4, channel_round: int = 1, min_shape_sparsity: float = 0.25,
                  extra: Sequence[Callable[[int, int, float], bool]] = ()) -> None:
         if any(not 0 < t for t in targets):
             raise ValueError(f"targets must be positive fractions of the dense cost, got {list(targets)}")
@@ -74,6 +75,7 @@ class BudgetController:
         self.check_every, self.up, self.finish_at = max(1, check_every), up, finish_at
         self.every = self.check_every
         self.tolerance, self.max_rollbacks, self.rollbacks = tolerance, max_rollbacks, 0
+        self.target_rollbacks = 0
         # the last accepted check: state, strength, ratio (what an overshoot rolls back to)
         self.saved: tuple[dict[str, torch.Tensor], float, float] | None = (
             copy.deepcopy(model.state_dict()), reg.strength, 1.0)
@@ -97,11 +99,12 @@ class BudgetController:
         self.last_cost = cost
         self.trajectory.append({"step": step, "strength": self.reg.strength, "ratio": round(ratio, 5)})
         if (ratio < self.targets[self.next] - self.tolerance and self.saved is not None
-                and self.rollbacks < self.max_rollbacks):
+                and self.target_rollbacks < self.max_rollbacks):
             state, strength, self.last_ratio = self.saved
             self.model.load_state_dict(state)
             self.reg.strength = strength / self.up ** 2
             self.rollbacks += 1
+            self.target_rollbacks += 1
             self.every = 1
             self.trajectory[-1]["rollback"] = True
             return False
@@ -114,6 +117,7 @@ class BudgetController:
             self.snapshots.append(Snapshot(met[-1], cost, self.dense, step, self.reg.strength, spec,
                                            self.saved[0], met[:-1]))
             self.every = self.check_every
+            self.target_rollbacks = 0
         if self.done:
             return True
         # multiplicative control of the global strength toward the pace that meets the targets in time
