@@ -66,6 +66,12 @@ def _summary(r: dict) -> str:
              f"  layers    {r['conv_layers_dense']} -> {r['conv_layers']}; blocks removed: {r['blocks_removed']}",
              f"  compaction max |diff| {r['max_abs_diff_compacted']:.2e}; SSL step overhead "
              f"{r['ssl_step_overhead']:.2f}x"]
+    if "target" in r:
+        b = r["budget"]
+        lines.append(f"  budget    target {r['target']:.3g} of the dense predicted cost ({b['predicted_dense']:.4g}): "
+                     f"reached {r['predicted_ratio']:.3g} ({'met' if b['reached'] else 'NOT met'}, "
+                     f"{len(b['strength_trajectory'])} checks, final strength x{b['strength_trajectory'][-1]['strength']:.3g}"
+                     f", {b['rollbacks']} rollbacks)")
     for name, kept in r["layers"].items():
         d = kept["dense"]
         lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "

@@ -12,8 +12,9 @@ and the recovery fine-tune follows as usual).
 
 Overshoot: group Lasso shrinks many groups together, so one stretch of steps can zero far more
 than the next target asks for. A check that lands more than ``tolerance`` below the target
-restores the weights of the previous check, divides the strength by ``up**2`` and checks every
-step until that target is met (at most ``max_rollbacks`` times per target, then the overshoot
+restores the weights of the previous accepted check (one further back on each retry, up to
+``keep_states``), sets the strength below both its value then and now (divided by ``up**2``)
+and checks every step until that target is met (at most ``max_rollbacks`` times per target, then the overshoot
 is accepted: on a small net one group can be worth more than the tolerance; the optimiser's
 momentum is not rolled back). So a met target is met within ``tolerance`` unless its rollbacks
 ran out; ``rollbacks`` in the record counts them.
@@ -22,6 +23,7 @@ ran out; ``rollbacks`` in the record counts them.
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -66,7 +68,7 @@ class BudgetController:
 
     def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, targets: Sequence[float], *,
                  check_every: int = 5, up: float = 1.5, finish_at: float = 0.7, tolerance: float = 0.05,
-                 max_rollbacks: int = 4, channel_round: int = 1, min_shape_sparsity: float = 0.25,
+                 max_rollbacks: int = 6, keep_states: int = 4, channel_round: int = 1, min_shape_sparsity: float = 0.25,
                  extra: Sequence[Callable[[int, int, float], bool]] = ()) -> None:
         if any(not 0 < t for t in targets):
             raise ValueError(f"targets must be positive fractions of the dense cost, got {list(targets)}")
@@ -76,9 +78,9 @@ class BudgetController:
         self.every = self.check_every
         self.tolerance, self.max_rollbacks, self.rollbacks = tolerance, max_rollbacks, 0
         self.target_rollbacks = 0
-        # the last accepted check: state, strength, ratio (what an overshoot rolls back to)
-        self.saved: tuple[dict[str, torch.Tensor], float, float] | None = (
-            copy.deepcopy(model.state_dict()), reg.strength, 1.0)
+        # the last accepted checks: (state, strength, ratio); what an overshoot rolls back to
+        self.accepted: deque[tuple[dict[str, torch.Tensor], float, float]] = deque(maxlen=keep_states)
+        self.accepted.append((copy.deepcopy(model.state_dict()), reg.strength, 1.0))
         self.kw = dict(channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
         self.extra = list(extra)
         self.dense = predict(compacted_spec(model, **self.kw))
@@ -98,24 +100,28 @@ class BudgetController:
         ratio = cost / self.dense if self.dense > 0 else 0.0
         self.last_cost = cost
         self.trajectory.append({"step": step, "strength": self.reg.strength, "ratio": round(ratio, 5)})
-        if (ratio < self.targets[self.next] - self.tolerance and self.saved is not None
-                and self.target_rollbacks < self.max_rollbacks):
-            state, strength, self.last_ratio = self.saved
+        if ratio < self.targets[self.next] - self.tolerance and self.target_rollbacks < self.max_rollbacks:
+            # back to an accepted check, further back on each retry, and weaker than both then and now
+            depth = min(len(self.accepted), 1 + self.target_rollbacks)
+            state, strength, self.last_ratio = self.accepted[-depth]
+            while len(self.accepted) > depth:
+                self.accepted.pop()
             self.model.load_state_dict(state)
-            self.reg.strength = strength / self.up ** 2
+            self.reg.strength = min(strength, self.reg.strength) / self.up ** 2
+            self.accepted[-1] = (state, self.reg.strength, self.last_ratio)
             self.rollbacks += 1
             self.target_rollbacks += 1
             self.every = 1
             self.trajectory[-1]["rollback"] = True
             return False
-        self.saved = (copy.deepcopy(self.model.state_dict()), self.reg.strength, ratio)
+        self.accepted.append((copy.deepcopy(self.model.state_dict()), self.reg.strength, ratio))
         met = []
         while not self.done and ratio <= self.targets[self.next]:
             met.append(self.targets[self.next])
             self.next += 1
         if met:
             self.snapshots.append(Snapshot(met[-1], cost, self.dense, step, self.reg.strength, spec,
-                                           self.saved[0], met[:-1]))
+                                           self.accepted[-1][0], met[:-1]))
             self.every = self.check_every
             self.target_rollbacks = 0
         if self.done:
