@@ -116,7 +116,7 @@ class LatencyWeighting:
     """Recomputes ``reg``'s per-group weights from the oracle every ``every`` steps (widths
     change during SSL); call :meth:`refresh` once before training."""
 
-    def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, *, every: int = 50,
+    def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, *, every: int = 100,
                  channel_round: int = 1, min_shape_sparsity: float = 0.25) -> None:
         self.model, self.reg, self.predict, self.every = model, reg, predict, max(1, every)
         self.kw: dict[str, Any] = dict(channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)

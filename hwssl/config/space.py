@@ -42,7 +42,7 @@ Format (every key optional unless marked)::
                                      #   compaction's rounding (kept widths come in multiples)
     oracle = "macs"                  # cost oracle that prices a spec
     check_every = 5                  # steps between budget checks
-    weight_every = 50                # steps between latency-weight refreshes
+    weight_every = 100               # steps between latency-weight refreshes (each prices every site once)
 
     [compact]
     min_shape_sparsity = 0.25
@@ -134,7 +134,7 @@ class SSLConfig:
     filter_block: int | str = 1      # an int, or "channel_round"
     oracle: str = "macs"
     check_every: int = 5
-    weight_every: int = 50
+    weight_every: int = 100
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
                     s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
                     s.number("target", 0.0, minimum=0, maximum=1), _filter_block(s),
                     s.string("oracle", "macs", choices=_oracles()), s.integer("check_every", 5, minimum=1),
-                    s.integer("weight_every", 50, minimum=1))
+                    s.integer("weight_every", 100, minimum=1))
     if ssl.target >= 1:
         raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()
