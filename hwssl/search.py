@@ -133,6 +133,10 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
         "constraints": {"min_accuracy": opts.space.search.min_accuracy,
                         "max_latency_ms": dict(opts.space.search.max_latency_ms)},
         "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
+        "search_mode": opts.space.search.mode,
+        "budget_ranges": None if opts.space.search.mode != "budget" else {
+            "target": dataclasses.asdict(opts.space.search.budget_target),
+            "mix": {k: dataclasses.asdict(v) for k, v in opts.space.search.budget_mix.items()}},
         "artifacts": str(Path(opts.artifacts).resolve()),
         "method": opts.method, "method_params": dict(opts.method_params),
         "precision": list(opts.space.search.precision), "quant": dataclasses.asdict(opts.space.quant),
@@ -191,8 +195,20 @@ def open_study(opts: SearchOptions) -> optuna.Study:
 def sample_strengths(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
     """One strength per searched key (log-uniform by default); a key with a
     ``zero_probability`` is first switched on or off by a categorical choice."""
-    strengths = dict(space.strengths)
-    for key, rng in space.search.strengths.items():
+    return _sample_ranges(trial, space.search.strengths, dict(space.strengths))
+
+
+def sample_budget(trial: optuna.Trial, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
+    """``search.mode = "budget"``: a cost target (``ssl.target`` of the trial's space) and a mix of
+    strengths (the relative strengths budget-targeted SSL scales)."""
+    rng = space.search.budget_target
+    target = trial.suggest_float("target", rng.low, rng.high, log=rng.log)
+    mix = _sample_ranges(trial, space.search.budget_mix, {})
+    return dataclasses.replace(space, ssl=dataclasses.replace(space.ssl, target=target)), mix
+
+
+def _sample_ranges(trial: optuna.Trial, ranges: dict[str, Any], strengths: dict[str, float]) -> dict[str, float]:
+    for key, rng in ranges.items():
         if rng.zero_probability > 0:
             # a categorical whose choices encode the probability keeps the sampler's prior honest
             n_off = max(1, round(10 * rng.zero_probability))
@@ -249,10 +265,15 @@ class Objective:
         if opts.method == "ssl":
             from hwssl.evaluate import evaluate_candidate
 
-            strengths = sample_strengths(trial, space)
+            if space.search.mode == "budget":
+                space, strengths = sample_budget(trial, space)
+                trial.set_user_attr("target", space.ssl.target)
+            else:
+                strengths = sample_strengths(trial, space)
             trial.set_user_attr("strengths", strengths)
             trial.set_user_attr("precision", precision)
-            self.reporter.trial_started(trial.number, strengths, precision=precision)
+            shown = strengths if space.search.mode != "budget" else {"target": space.ssl.target, **strengths}
+            self.reporter.trial_started(trial.number, shown, precision=precision)
             return self._record(trial, lambda: evaluate_candidate(space, strengths, **common))
 
         # a baseline trial samples pruning ratio(s) instead of strengths (see hwssl.baselines)

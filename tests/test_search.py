@@ -127,3 +127,57 @@ def test_postgresql_storage_runs_a_study(tiny_space_file, tmp_path):
                          artifacts=str(tmp_path / "a"), quiet=True)
     study = run_search(opts)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+BUDGET_SPACE = """
+name = "tiny_budget"
+[model]
+name = "lenet"
+[data]
+name = "mnist5k"
+train_subset = 600
+val_subset = 200
+test_subset = 200
+[train]
+batch_size = 32
+dense_epochs = 2
+dense_lr = 0.02
+ssl_epochs = 4
+ssl_lr = 0.02
+recover_epochs = 1
+recover_lr = 0.002
+[ssl]
+check_every = 2
+latency_weighted = true
+[search]
+trials = 2
+sampler = "random"
+mode = "budget"
+[search.budget]
+target = { low = 0.3, high = 0.7, log = false }
+[search.budget.mix."filter"]
+low = 0.1
+high = 0.5
+[search.budget.mix."channel"]
+low = 0.1
+high = 0.5
+"""
+
+
+def test_budget_mode_trials_sample_a_target_and_a_mix(tmp_path):
+    path = tmp_path / "tiny_budget.toml"
+    path.write_text(BUDGET_SPACE)
+    opts = SearchOptions(space=load_search_space(path), storage=f"sqlite:///{tmp_path / 's.db'}", trials=2,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    study = run_search(opts)
+    assert study.user_attrs["search_mode"] == "budget"
+    assert study.user_attrs["budget_ranges"]["target"]["low"] == 0.3
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2
+    for trial in done:
+        result = trial.user_attrs["result"]
+        target = trial.params["target"]
+        assert 0.3 <= target <= 0.7 and trial.user_attrs["target"] == target == result["target"]
+        assert set(result["strengths"]) == {"filter", "channel"}
+        assert result["predicted_ratio"] <= target and result["budget"]["reached"]
+        assert result["predicted"] == result["flops"]
