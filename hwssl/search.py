@@ -239,14 +239,21 @@ def objective_values(result: dict[str, Any], profiles: Sequence[Any]) -> list[fl
     return values
 
 
-def set_constraints(trial: optuna.Trial, result: dict[str, Any], space: SearchSpace) -> None:
+def constraint_values(result: dict[str, Any], space: SearchSpace) -> dict[str, float]:
     c = space.search
+    out = {}
     if c.min_accuracy > 0:
-        trial.set_constraint("min_accuracy", c.min_accuracy - result["accuracy"])
+        out["min_accuracy"] = c.min_accuracy - result["accuracy"]
     for profile, limit in c.max_latency_ms.items():
         latency = result.get("latency_ms", {}).get(profile, {}).get("tvm")
         if latency is not None:
-            trial.set_constraint(f"max_latency_ms:{profile}", latency - limit)
+            out[f"max_latency_ms:{profile}"] = latency - limit
+    return out
+
+
+def set_constraints(trial: optuna.Trial, result: dict[str, Any], space: SearchSpace) -> None:
+    for key, value in constraint_values(result, space).items():
+        trial.set_constraint(key, value)
 
 
 class Objective:
@@ -262,6 +269,8 @@ class Objective:
         precision = sample_precision(trial, space)
         common = dict(profiles=opts.profiles, tune=opts.tune, trials_per_task=opts.trials_per_task,
                       save_dir=artifact, progress=self.reporter.phase, precision=precision)
+        if opts.method == "ssl" and space.search.mode == "path":
+            return self._path(trial, space, artifact, precision, common)
         if opts.method == "ssl":
             from hwssl.evaluate import evaluate_candidate
 
@@ -289,6 +298,41 @@ class Objective:
                                                    if isinstance(v, (int, float))}, label=opts.method,
                                     precision=precision)
         return self._record(trial, lambda: evaluate_method(space, opts.method, params, **common))
+
+    def _path(self, trial: optuna.Trial, space: SearchSpace, artifact: Path, precision: str,
+              common: dict[str, Any]) -> list[float]:
+        """``search.mode = "path"``: one SSL run at a sampled mix with snapshots at the space's
+        targets; the first snapshot is this trial, every further one is added to the study as a
+        trial of its own (same parameters, ``path_of`` = this trial's number)."""
+        from hwssl.budget import evaluate_path, ssl_path
+        from hwssl.evaluate import compaction_round, prepare
+
+        opts = self.opts
+        mix = _sample_ranges(trial, space.search.budget_mix, {})
+        targets = space.search.path_targets()
+        attrs = {"strengths": mix, "precision": precision, "path_targets": targets}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        self.reporter.trial_started(trial.number, mix, label="path mix", precision=precision)
+
+        def run() -> dict[str, Any]:
+            start = prepare(space, self.reporter.phase)
+            path = ssl_path(start, targets, mix, channel_round=compaction_round(space, opts.profiles),
+                            progress=self.reporter.phase)
+            results = evaluate_path(start, path, save_root=artifact, **{k: v for k, v in common.items()
+                                                                        if k != "save_dir"})
+            if not results:
+                raise RuntimeError(f"the SSL run met none of the targets {targets} "
+                                   f"(reached {path.controller.record()['final_ratio']:.3g} of the dense cost)")
+            for result in results[1:]:
+                trial.study.add_trial(optuna.trial.create_trial(
+                    values=objective_values(result, opts.profiles), params=trial.params,
+                    distributions=trial.distributions, constraints=constraint_values(result, space),
+                    user_attrs=dict(attrs, result=result, target=result["target"], path_of=trial.number)))
+            trial.set_user_attr("target", results[0]["target"])
+            return results[0]
+
+        return self._record(trial, run)
 
     def _record(self, trial: optuna.Trial, run: Callable[[], dict[str, Any]]) -> list[float]:
         """Run one candidate; store its result and constraints, or its failure reason."""

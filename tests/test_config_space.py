@@ -78,7 +78,9 @@ def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
     ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 0.5 }\n'
      '[search.budget.mix."filter"]\nlow = 0.1\nhigh = 1.0\n[search.strengths."filter"]\nlow = 0.1\nhigh = 1.0\n',
      "search.strengths", "samples search.budget.mix, not raw strengths"),
-    ('[search]\nmode = "lambda"\n', "search.mode", "expected one of ['strengths', 'budget']"),
+    ('[search]\nmode = "lambda"\n', "search.mode", "expected one of ['strengths', 'budget', 'path']"),
+    ('[search]\nmode = "path"\n', "search.budget.target", 'search.mode = "path" needs a target range'),
+    ('[search.budget]\npath_points = 1\n', "search.budget.path_points", "expected an integer >= 2"),
 ])
 def test_bad_value_names_file_and_key(tmp_path, extra, key, expected):
     text = BASE + extra if not extra.startswith("colour") else extra + BASE

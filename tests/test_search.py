@@ -181,3 +181,31 @@ def test_budget_mode_trials_sample_a_target_and_a_mix(tmp_path):
         assert set(result["strengths"]) == {"filter", "channel"}
         assert result["predicted_ratio"] <= target and result["budget"]["reached"]
         assert result["predicted"] == result["flops"]
+
+
+def test_path_mode_turns_one_ssl_run_into_several_trials(tmp_path):
+    path = tmp_path / "tiny_path.toml"
+    text = BUDGET_SPACE.replace('mode = "budget"', 'mode = "path"').replace(
+        "target = { low = 0.3, high = 0.7, log = false }", "target = { low = 0.3, high = 0.7 }\npath_points = 3")
+    path.write_text(text)
+    space = load_search_space(path)
+    assert space.search.path_targets() == [0.7, 0.5, 0.3]
+    opts = SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 's.db'}", trials=3,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    study = run_search(opts)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3                                  # one SSL run, three candidates
+    first = done[0]
+    assert [t.user_attrs["target"] for t in done] == [0.7, 0.5, 0.3]
+    assert all(t.user_attrs["path_of"] == first.number for t in done[1:])
+    assert all(t.params == first.params for t in done)
+    results = [t.user_attrs["result"] for t in done]
+    assert len({r["arch_key"] for r in results}) == 3
+    for t, r in zip(done, results):
+        assert r["predicted_ratio"] <= r["target"] and t.values == [r["accuracy"], r["flops"]]
+        assert (tmp_path / "a" / r["saved_to"] / "weights.pt").exists()
+    assert len(pareto_frame(study)) >= 1
+    from hwssl.report import build_report
+    build_report(study, tmp_path / "report", opts.storage)
+    csv = (tmp_path / "report" / "trials.csv").read_text().splitlines()
+    assert len(csv) == 1 + len(done)                      # every snapshot is a row of the report

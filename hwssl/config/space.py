@@ -60,8 +60,10 @@ Format (every key optional unless marked)::
     trials = 20
     sampler = "nsga2"                # nsga2 | tpe | random
     mode = "strengths"               # strengths: sample raw strengths | budget: a target and a mix
-    [search.budget]                  # mode = "budget" (needs ssl.oracle): what the search samples
+                                     # | path: a mix; one SSL run per trial, a candidate per target
+    [search.budget]                  # mode = "budget" / "path": what the search samples
     target = { low = 0.15, high = 0.8 }          # fraction of the dense predicted cost
+    path_points = 4                              # path: targets evenly spaced from high down to low
     [search.budget.mix."filter"]                 # relative strength of a group type/scope (strength keys)
     low = 0.1
     high = 1.0
@@ -88,7 +90,7 @@ from typing import Any, Mapping
 from hwssl.config._reader import ConfigError, TableReader, load_toml
 
 MODES = ("proximal", "subgradient")
-SEARCH_MODES = ("strengths", "budget")
+SEARCH_MODES = ("strengths", "budget", "path")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
 CALIBRATIONS = ("max", "percentile")
@@ -171,6 +173,12 @@ class SearchConfig:
     mode: str = "strengths"
     budget_target: StrengthRange | None = None
     budget_mix: dict[str, StrengthRange] = field(default_factory=dict)
+    path_points: int = 4
+
+    def path_targets(self) -> list[float]:
+        """``mode = "path"``: the targets of each trial's SSL run, from the loosest to the tightest."""
+        lo, hi, n = self.budget_target.low, self.budget_target.high, self.path_points
+        return [round(hi - (hi - lo) * i / (n - 1), 6) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -289,18 +297,19 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     mode = se.string("mode", "strengths", choices=SEARCH_MODES)
     bu = se.sub("budget")
     budget_target = _range(bu, "target", log=False, maximum=1.0) if bu.has("target") else None
+    path_points = bu.integer("path_points", 4, minimum=2)
     bm = bu.sub("mix")
     mix = {key: _range(bm, key) for key in list(bm.table)}
     bm.finish()
     bu.finish()
-    if mode == "budget":
+    if mode in ("budget", "path"):
         if budget_target is None:
-            raise bu.error("target", 'search.mode = "budget" needs a target range, e.g. '
+            raise bu.error("target", f'search.mode = "{mode}" needs a target range, e.g. '
                                      'target = { low = 0.15, high = 0.8 }')
         if not mix:
-            raise bu.error("mix", 'search.mode = "budget" needs at least one [search.budget.mix."<type>"] range')
+            raise bu.error("mix", f'search.mode = "{mode}" needs at least one [search.budget.mix."<type>"] range')
         if ranges:
-            raise sr.error(None, 'search.mode = "budget" samples search.budget.mix, not raw strengths; '
+            raise sr.error(None, f'search.mode = "{mode}" samples search.budget.mix, not raw strengths; '
                                  "remove [search.strengths]")
     co = se.sub("constraints")
     min_accuracy = co.number("min_accuracy", 0.0, minimum=0, maximum=1)
@@ -313,7 +322,8 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
         raise se.error("precision", f"expected a non-empty list of distinct values out of {list(PRECISIONS)}, "
                                     f"got {precision}")
     search = SearchConfig(se.integer("trials", 20, minimum=1), se.string("sampler", "nsga2", choices=SAMPLERS),
-                          ranges, min_accuracy, max_latency, tuple(precision), mode, budget_target, mix)
+                          ranges, min_accuracy, max_latency, tuple(precision), mode, budget_target, mix,
+                          path_points)
     se.finish()
     top.finish()
 
