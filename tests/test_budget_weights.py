@@ -117,3 +117,13 @@ def test_depth_weights_are_the_blocks_costs():
             assert s[("depth", f"layer{stage}.{b}")] == expected
     w = normalised_weights(group_savings(model, reg, spec_macs))
     assert sum(w.values()) / len(w) == pytest.approx(1.0)
+
+
+def test_shape_probe_crosses_the_lowering_threshold_of_the_channels_still_read():
+    model = lenet()
+    with torch.no_grad():
+        model.body.conv2.conv.weight[:, 3:] = 0      # conv2 reads 3 of 20 channels: 75 live columns
+    reg = GroupLasso(model, {"shape.conv2": 1.0})
+    saving = by_key(group_savings(model, reg, spec_macs))[("shape", "conv2")]
+    # the probe zeroes ceil(0.25 * 75) = 19 columns, so the lowered conv keeps 56: 50 filters x 8x8 per column
+    assert saving == 50 * 8 * 8

@@ -94,13 +94,16 @@ class BudgetController:
     def done(self) -> bool:
         return self.next >= len(self.targets)
 
-    def check(self, step: int, total: int) -> bool:
+    def check(self, step: int, total: int, final: bool = False) -> bool:
+        """Price the current pattern, snapshot newly met targets, steer the strength; ``final``
+        (the phase has ended) only prices and snapshots, without rollback or steering."""
         spec = compacted_spec(self.model, **self.kw)
         cost = self.predict(spec)
         ratio = cost / self.dense if self.dense > 0 else 0.0
         self.last_cost = cost
         self.trajectory.append({"step": step, "strength": self.reg.strength, "ratio": round(ratio, 5)})
-        if ratio < self.targets[self.next] - self.tolerance and self.target_rollbacks < self.max_rollbacks:
+        if (not final and ratio < self.targets[self.next] - self.tolerance
+                and self.target_rollbacks < self.max_rollbacks):
             # back to an accepted check, further back on each retry, and weaker than both then and now
             depth = min(len(self.accepted), 1 + self.target_rollbacks)
             state, strength, self.last_ratio = self.accepted[-depth]
@@ -124,7 +127,7 @@ class BudgetController:
                                            self.accepted[-1][0], met[:-1]))
             self.every = self.check_every
             self.target_rollbacks = 0
-        if self.done:
+        if self.done or final:
             return True
         # multiplicative control of the global strength toward the pace that meets the targets in time
         progress = self.last_ratio - ratio

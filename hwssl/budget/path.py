@@ -94,7 +94,7 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
                         seed=space.seed + 1, regularizer=reg, mode=ssl.mode, zero_threshold=ssl.zero_threshold,
                         threads=t.threads, on_step=on_step)
     if controller is not None and not controller.done:
-        controller.check(phase.steps, phase.steps)  # the cost where the run ended, for the record
+        controller.check(phase.steps, phase.steps, final=True)  # the cost where the run ended, for the record
     start.wall["ssl"] = phase.wall_s
     run = HWSSLRun(model, phase, dict(strengths), block, controller.snapshots if controller else [], controller,
                    weighting)

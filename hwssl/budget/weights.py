@@ -9,8 +9,8 @@ credit ``(cost now - cost after) / groups zeroed`` to every group of the site:
   for ``ceil(channel_round / block)`` blocks, so a step of the width staircase is removed;
 * channel (block): likewise, from the consumer's side;
 * shape column: the saving of the lowered conv; the step removes at least enough columns to
-  cross ``min_shape_sparsity`` (where compaction lowers the conv), and a saving <= 0 (the
-  lowered conv is no faster) means no push at all;
+  cross ``min_shape_sparsity`` of the columns of the channels still read (where compaction
+  lowers the conv), and a saving <= 0 (the lowered conv is no faster) means no push at all;
 * depth: the whole block's cost.
 
 Savings are clamped at 0 and normalised to mean 1 over each group type's groups, so the
@@ -28,7 +28,7 @@ from torch import nn
 
 from hwssl.budget.oracle import Predict
 from hwssl.compact import compacted_spec
-from hwssl.sparsity.regularizer import ConvTerm, GroupLasso
+from hwssl.sparsity.regularizer import ConvTerm, GroupLasso, conv_group_sumsq
 
 
 @dataclass
@@ -41,7 +41,7 @@ class GroupSaving:
     per_group: float      # cost saved per removed group (may be <= 0)
 
 
-def _zero_columns(t: ConvTerm, order: torch.Tensor, count: int) -> None:
+def _zero_groups(t: ConvTerm, order: torch.Tensor, count: int) -> None:
     """Zero the first ``count`` (blocked) groups of ``order`` on ``t.weight``."""
     w = t.weight
     for g in order[:count].tolist():
@@ -56,9 +56,12 @@ def _zero_columns(t: ConvTerm, order: torch.Tensor, count: int) -> None:
                 w[:, lo:hi] = 0
 
 
-def _step_size(t: ConvTerm, nonzero: int, total: int, channel_round: int, min_shape_sparsity: float) -> int:
+def _step_size(t: ConvTerm, nonzero: int, channel_round: int, min_shape_sparsity: float) -> int:
     if t.group_type == "shape":
-        needed = math.ceil(min_shape_sparsity * total) - (total - nonzero)
+        # compaction measures shape sparsity over the columns of the channels still read
+        w = t.weight
+        live = int((conv_group_sumsq(w, "channel") > 0).sum()) * w.shape[2] * w.shape[3]
+        needed = math.ceil(min_shape_sparsity * live) - (live - nonzero)
         return max(1, math.ceil(0.1 * nonzero), needed)
     return max(1, math.ceil(channel_round / t.block))
 
@@ -76,10 +79,10 @@ def group_savings(model: nn.Module, reg: GroupLasso, predict: Predict, *, channe
         total = sumsq.numel()
         saving = 0.0
         if len(nonzero) > 0:
-            count = min(len(nonzero), _step_size(t, len(nonzero), total, channel_round, min_shape_sparsity))
+            count = min(len(nonzero), _step_size(t, len(nonzero), channel_round, min_shape_sparsity))
             order = nonzero[torch.argsort(sumsq[nonzero], stable=True)]
             saved = t.weight.detach().clone()
-            _zero_columns(t, order, count)
+            _zero_groups(t, order, count)
             try:
                 saving = (base - predict(compacted_spec(model, **spec_kw))) / count
             finally:
