@@ -57,7 +57,7 @@ def test_one_path_run_yields_several_distinct_compacted_candidates(tiny_space_fi
 
 def test_filter_blocks_keep_widths_in_multiples_of_the_block(tiny_space_file):
     space = load_search_space(tiny_space_file, BUDGET + ["model.width=0.8", "ssl.filter_block=4",
-                                                         "ssl.latency_weighted=true"])
+                                                         "ssl.latency_weighted=true", "ssl.weight_every=10"])
     start = prepare(space)
     dense = conv_widths(start.spec)
     assert dense == {"conv1": 16, "conv2": 40}
@@ -66,6 +66,47 @@ def test_filter_blocks_keep_widths_in_multiples_of_the_block(tiny_space_file):
     kept = conv_widths(compacted_spec(run.model, channel_round=1))   # no rounding by the compaction
     assert all(width % 4 == 0 for width in kept.values()), kept
     assert kept != dense and min(kept.values()) > 0
+    # the latency weights were recomputed as the widths changed
+    history = run.weighting.history
+    assert len(history) >= 3 and history[0]["step"] == 0 and history[-1]["weights"] != history[0]["weights"]
+
+
+RESNET_SPACE = """
+[model]
+name = "resnet20"
+width = 0.5
+[data]
+name = "digits"
+[train]
+batch_size = 64
+dense_epochs = 3
+dense_lr = 0.05
+ssl_epochs = 4
+ssl_lr = 0.02
+recover_epochs = 1
+recover_lr = 0.01
+[ssl]
+target = 0.5
+check_every = 2
+latency_weighted = true
+filter_block = 4
+[strengths]
+"depth" = 0.05
+"filter" = 0.1
+"channel" = 0.05
+"""
+
+
+def test_budget_targeted_ssl_on_a_resnet_removes_blocks_and_blocked_widths(tmp_path):
+    path = tmp_path / "resnet.toml"
+    path.write_text(RESNET_SPACE)
+    result = evaluate_candidate(load_search_space(path))
+    assert result["budget"]["reached"] and 0.5 - TOLERANCE <= result["predicted_ratio"] <= 0.5
+    assert result["predicted"] == result["flops"]           # MACs of the built compacted ResNet
+    assert result["max_abs_diff_compacted"] < 1e-4 and result["blocks_removed"]
+    mids = [kept["filters"] for name, kept in result["layers"].items() if name.endswith(".conv1") and "layer" in name]
+    assert all(m % 4 == 0 for m in mids), mids
+    assert set(result["latency_weights"]) >= {"depth.layer1.0", "filter.layer3.2.conv1", "channel.layer2.1.conv2"}
 
 
 def test_channel_round_block_follows_the_compaction_rounding(tiny_space_file):
