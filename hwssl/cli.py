@@ -30,8 +30,9 @@ def _load_profiles(paths: Sequence[str]):
 
 def cmd_check(args: argparse.Namespace) -> int:
     space = _load_space(args.file)
-    print(f"ok: {args.file} ({space.model.name} on {space.data.name}, "
-          f"{len(space.strengths)} strengths, {len(space.search.strengths)} searched)")
+    searched = (f"{len(space.search.strengths)} searched" if space.search.mode == "strengths" else
+                f"{space.search.mode} search: a target and {len(space.search.budget_mix)} mix strengths")
+    print(f"ok: {args.file} ({space.model.name} on {space.data.name}, {len(space.strengths)} strengths, {searched})")
     return 0
 
 
