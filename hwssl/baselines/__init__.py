@@ -75,7 +75,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     """One candidate of any method, end to end; the same result dict as
     :func:`hwssl.evaluate.evaluate_candidate` plus ``baseline`` (what the method did).
     ``start`` (from :func:`hwssl.evaluate.prepare`) is reused when given."""
-    from hwssl.evaluate import finish_candidate, prepare, ssl_sparsify
+    from hwssl.evaluate import compaction_round, finish_candidate, prepare, ssl_sparsify
 
     params = dict(params or {})
     if method != "ssl":
@@ -83,7 +83,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     start = prepare(space, progress) if start is None else fresh_start(start)
     if method == "ssl":
         strengths = params or dict(space.strengths)
-        sparse, phase = ssl_sparsify(start, strengths, progress)
+        sparse, phase = ssl_sparsify(start, strengths, progress, channel_round=compaction_round(space, profiles))
         params, info = strengths, None
     else:
         sparse, phase, info = _sparsifier(method)(start, params, progress)
@@ -92,6 +92,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
                               save_dir=save_dir, progress=progress, precision=precision, int8=int8)
     if info is not None:
         result["baseline"] = info
+    result.update(getattr(phase, "record", None) or {})  # hardware-aware SSL's budget and weights
     return result
 
 
