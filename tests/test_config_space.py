@@ -64,6 +64,7 @@ def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
     ('[quant]\ncalib_images = 0\n', "quant.calib_images", "expected an integer >= 1"),
     ('[ssl]\ntarget = 1.0\n', "ssl.target", "expected a fraction of the dense cost in (0, 1)"),
     ('[ssl]\ntarget = -0.2\n', "ssl.target", "expected a number >= 0"),
+    ('[ssl]\ntarget = 0.3\n', "strengths", "expected at least one positive strength"),
     ('[ssl]\nfilter_block = "simd"\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
     ('[ssl]\nfilter_block = 0\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
     ('[ssl]\noracle = "flops"\n', "ssl.oracle", "expected one of ['macs']"),
@@ -133,7 +134,7 @@ def test_hardware_aware_ssl_defaults_keep_the_paper_and_set_turns_them_on(tmp_pa
     path = _write(tmp_path, BASE)
     ssl = load_search_space(path).ssl
     assert (ssl.latency_weighted, ssl.target, ssl.filter_block, ssl.oracle) == (False, 0.0, 1, "macs")
-    ssl = load_search_space(path, ["ssl.target=0.3", "ssl.latency_weighted=true",
+    ssl = load_search_space(path, ["filter=0.1", "ssl.target=0.3", "ssl.latency_weighted=true",
                                    'ssl.filter_block="channel_round"', "ssl.check_every=3"]).ssl
     assert (ssl.latency_weighted, ssl.target, ssl.filter_block, ssl.check_every) == (True, 0.3, "channel_round", 3)
     assert load_search_space(path, ["ssl.filter_block=8"]).ssl.filter_block == 8

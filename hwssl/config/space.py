@@ -327,6 +327,9 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     se.finish()
     top.finish()
 
+    if ssl.target > 0 and search.mode == "strengths" and not any(v > 0 for v in strengths.values()):
+        raise top.error("strengths", f"ssl.target = {ssl.target} scales the [strengths] mix; expected at least one "
+                                     "positive strength")
     space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search, quant)
     _check_against_model(space, top)
     return space
