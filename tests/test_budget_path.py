@@ -127,6 +127,9 @@ def test_plain_ssl_is_unchanged_when_the_options_are_off(tiny_space_file):
         assert torch.equal(a, b)
 
 
-def test_path_needs_a_target(tiny_space_file):
+def test_path_needs_a_target_and_a_mix(tiny_space_file):
+    start = prepare(load_search_space(tiny_space_file))
     with pytest.raises(ValueError, match="at least one target"):
-        ssl_path(prepare(load_search_space(tiny_space_file)), [], {"filter": 0.1})
+        ssl_path(start, [], {"filter": 0.1})
+    with pytest.raises(ValueError, match="every strength of .* is 0"):
+        ssl_path(start, [0.5], {"filter": 0.0})
