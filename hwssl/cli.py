@@ -69,10 +69,10 @@ def _summary(r: dict) -> str:
              f"{r['ssl_step_overhead']:.2f}x"]
     if "target" in r:
         b = r["budget"]
+        last = b["strength_trajectory"][-1]["strength"] if b["strength_trajectory"] else 1.0
         lines.append(f"  budget    target {r['target']:.3g} of the dense predicted cost ({b['predicted_dense']:.4g}): "
                      f"reached {r['predicted_ratio']:.3g} ({'met' if b['reached'] else 'NOT met'}, "
-                     f"{len(b['strength_trajectory'])} checks, final strength x{b['strength_trajectory'][-1]['strength']:.3g}"
-                     f", {b['rollbacks']} rollbacks)")
+                     f"{len(b['strength_trajectory'])} checks, final strength x{last:.3g}, {b['rollbacks']} rollbacks)")
     for name, kept in r["layers"].items():
         d = kept["dense"]
         lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "

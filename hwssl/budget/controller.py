@@ -14,10 +14,10 @@ Overshoot: group Lasso shrinks many groups together, so one stretch of steps can
 than the next target asks for. A check that lands more than ``tolerance`` below the target
 restores the weights of the previous accepted check (one further back on each retry, up to
 ``keep_states``), sets the strength below both its value then and now (divided by ``up**2``)
-and checks every step until that target is met (at most ``max_rollbacks`` times per target, then the overshoot
-is accepted: on a small net one group can be worth more than the tolerance; the optimiser's
-momentum is not rolled back). So a met target is met within ``tolerance`` unless its rollbacks
-ran out; ``rollbacks`` in the record counts them.
+and checks every step until that target is met. At most ``max_rollbacks`` times per target;
+then the overshoot is accepted (on a small net one group can be worth more than the
+tolerance). The optimiser's momentum is not rolled back. So a met target is met within
+``tolerance`` unless its rollbacks ran out; ``rollbacks`` in the record counts them.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ class BudgetController:
         return stop
 
     def record(self) -> dict[str, Any]:
+        ratio = self.last_cost / self.dense if self.dense > 0 else 0.0
         return {"targets": self.targets, "predicted_dense": self.dense, "reached": self.done,
-                "predicted_final": self.last_cost, "tolerance": self.tolerance, "rollbacks": self.rollbacks, "final_ratio": round(self.last_cost / self.dense, 5), "snapshots": [s.record() for s in self.snapshots],
+                "predicted_final": self.last_cost, "final_ratio": round(ratio, 5), "tolerance": self.tolerance,
+                "rollbacks": self.rollbacks, "snapshots": [s.record() for s in self.snapshots],
                 "strength_trajectory": self.trajectory}
