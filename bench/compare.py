@@ -57,9 +57,11 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hwssl.config import load_search_space  # noqa: E402
 from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summarise  # noqa: E402
+from hwssl.methods import get_method, method_names  # noqa: E402
+from hwssl.storage import open_storage  # noqa: E402
 from hwssl.search import SearchOptions, open_study, run_search  # noqa: E402
 
-METHODS = ("ssl", "l1", "torch-pruning", "dense")
+METHODS = tuple(method_names())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,19 +116,20 @@ def study_name(args: argparse.Namespace, space: Any, profiles: list[Any], method
 def run_method(args: argparse.Namespace, space: Any, profiles: list[Any], method: str) -> tuple[optuna.Study, float]:
     """Add candidates one at a time until the method's trial count or time budget is reached."""
     ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
-    if method == "ssl":
-        max_trials = args.ssl_trials
-    elif method == "dense":
+    spec = get_method(method)
+    if spec.single_point:
         max_trials = 1
-    else:
+    elif spec.samples_ratios:
         max_trials = len(ratios) + args.extra_baseline_trials
+    else:
+        max_trials = args.ssl_trials
     lo, hi = (min(ratios + [0.1]), max(ratios + [0.9])) if ratios else (0.1, 0.9)
     opts = SearchOptions(space=space, profiles=profiles, study_name=study_name(args, space, profiles, method),
                          storage=args.storage, resume=True, sampler=args.ssl_sampler if method == "ssl" else None,
                          tune=not args.no_tune, trials_per_task=args.trials_per_task, artifacts=args.artifacts,
                          overrides=args.set, quiet=args.quiet, method=method,
                          method_params=_parse_kv(args.tp_param) if method == "torch-pruning" else {},
-                         ratio_low=lo, ratio_high=hi, ratios=ratios if method in ("l1", "torch-pruning") else ())
+                         ratio_low=lo, ratio_high=hi, ratios=ratios if spec.samples_ratios else ())
     budget = float("inf") if args.minutes_per_method is None else 60 * args.minutes_per_method
     t0 = time.perf_counter()
     study = open_study(opts)  # created, or resumed from an earlier run of this command
@@ -160,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.storage.startswith("sqlite:///"):
         Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
+        storage = open_storage(args.storage, create=True)  # journal: works like a database URL here
         for m in methods:
             try:
-                optuna.delete_study(study_name=study_name(args, space, profiles, m), storage=args.storage)
+                optuna.delete_study(study_name=study_name(args, space, profiles, m), storage=storage)
             except KeyError:
                 pass
     optuna.logging.set_verbosity(optuna.logging.WARNING)

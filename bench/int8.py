@@ -136,8 +136,8 @@ def main() -> None:
     print("-" * len(head))
     for name, meta, r, _n in rows:
         f32, i8 = r["latency_ms_fp32"], r["latency_ms_int8"]
-        print(f"{name:<9} {meta['macs'] / meta['macs_dense']:>9.1%} {r['accuracy_fp32']:>8.4f} "
-              f"{r['accuracy_int8']:>8.4f} {r['accuracy_fp32_val']:>8.4f} {r['accuracy_int8_val']:>8.4f} "
+        print(f"{name:<9} {meta['macs'] / meta['macs_dense']:>9.1%} {r['accuracy_fp32_test']:>8.4f} "
+              f"{r['accuracy_int8_test']:>8.4f} {r['accuracy_fp32']:>8.4f} {r['accuracy_int8']:>8.4f} "
               f"{f32['tvm']:>11.3f} {i8['tvm']:>11.3f} {f32['tvm'] / i8['tvm']:>11.2f}x "
               f"{f32['torch']:>14.3f}/{f32['torch_min']:<6.3f} {i8['torch']:>15.3f}/{i8['torch_min']:<6.3f} {r['integer_counts']['int8_mac_calls']:>12} {str(r['integer_only']):>12} "
               f"{str(r['integer_io_report']['strict_integer_only']):>15}")

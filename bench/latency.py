@@ -63,6 +63,7 @@ def main() -> None:
     from hwssl.config.profile import load_profile
     from hwssl.deploy import measure_candidate
     from hwssl.evaluate import evaluate_candidate, prepare
+    from hwssl.record import TrialRecord
     from hwssl.sparsity import count_macs
 
     profile = load_profile(args.profile)
@@ -77,7 +78,7 @@ def main() -> None:
         path, sets = CANDIDATES[name]
         space = load_search_space(ROOT / path, sets + args.set)
         with tempfile.TemporaryDirectory() as tmp:
-            result = evaluate_candidate(space, profiles=(), save_dir=tmp)
+            rec = TrialRecord.from_dict(evaluate_candidate(space, profiles=(), save_dir=tmp))
             compact = load_compacted(tmp)
         start = prepare(space)
         dense = start.dense_model().eval()
@@ -90,9 +91,9 @@ def main() -> None:
             lines.append(_row(name, variant, macs, lat[variant]))
         d, c = lat["dense"].get("tvm"), lat["compacted"].get("tvm")
         summary.append(f"{name}: compacted is {d / c:.2f}x faster than dense in TVM "
-                       f"(MACs {result['flops_ratio']:.2f}x fewer; val accuracy {result['accuracy_dense']:.4f} -> "
-                       f"{result['accuracy']:.4f}, test {result['accuracy_dense_test']:.4f} -> "
-                       f"{result['accuracy_test']:.4f}; blocks removed {result['blocks_removed']})")
+                       f"(MACs {rec.flops_ratio:.2f}x fewer; val accuracy {rec.dense.accuracy:.4f} -> "
+                       f"{rec.accuracy:.4f}, test {rec.dense.accuracy_test:.4f} -> "
+                       f"{rec.accuracy_test:.4f}; blocks removed {rec.extra['blocks_removed']})")
     print("\n".join(lines + [""] + summary))
 
 

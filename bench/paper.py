@@ -60,6 +60,7 @@ import torch  # noqa: E402
 
 from hwssl.cache import stable_hash  # noqa: E402
 from hwssl.compact import load_compacted  # noqa: E402
+from hwssl.record import TrialRecord  # noqa: E402
 from hwssl.config import load_search_space  # noqa: E402
 from hwssl.evaluate import evaluate_candidate, prepare  # noqa: E402
 
@@ -194,8 +195,9 @@ def lenet_part(args: argparse.Namespace) -> None:
         _say(f"  row {row} ({ROW_KIND[row]}): {strengths}")
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            r = evaluate_candidate(space, strengths, save_dir=tmp)
+            rec = TrialRecord.from_dict(evaluate_candidate(space, strengths, save_dir=tmp))
             small = load_compacted(tmp)
+        r = rec.extra
         wall = time.perf_counter() - t0
         L = r["layers"]
         flop = [r["flops_per_layer"].get(f"body.{n}.conv", 0) / r["flops_per_layer_dense"][f"body.{n}.conv"]
@@ -206,7 +208,7 @@ def lenet_part(args: argparse.Namespace) -> None:
             if isinstance(lat, dict):
                 speed = [(dense_lat[n] / lat[n]) if dense_lat.get(n) and lat.get(n) else None for n in convs]
                 layer_ms[row] = lat
-        rows.append({"row": row, "kind": ROW_KIND[row], "error": 1 - r["accuracy_test"], "error_val": 1 - r["accuracy"],
+        rows.append({"row": row, "kind": ROW_KIND[row], "error": 1 - rec.accuracy_test, "error_val": 1 - rec.accuracy,
                      "filters": [L[n]["filters"] for n in convs], "channels": [L[n]["channels"] for n in convs],
                      "shape": [L[n]["columns"] for n in convs],
                      "shape_per_channel": [_shape_per_channel(L[n]) for n in convs],
@@ -277,9 +279,10 @@ def resnet_part(args: argparse.Namespace) -> None:
     for label, strengths in settings:
         _say(f"  depth strengths {strengths}")
         t0 = time.perf_counter()
-        r = evaluate_candidate(space, strengths)
-        rows.append((f"SSL-ResNet-{r['conv_layers']}", label, r["conv_layers"], r["accuracy"],
-                     r["accuracy_test"], r["blocks_removed"], time.perf_counter() - t0, r["flops_ratio"]))
+        rec = TrialRecord.from_dict(evaluate_candidate(space, strengths))
+        r = rec.extra
+        rows.append((f"SSL-ResNet-{r['conv_layers']}", label, r["conv_layers"], rec.accuracy,
+                     rec.accuracy_test, r["blocks_removed"], time.perf_counter() - t0, rec.flops_ratio))
     print(f"ResNet-20 depth-wise SSL on {space.data.name} ({len(start.splits.train)} training images, test on "
           f"{len(start.splits.test)}); {t.ssl_epochs} SSL epochs (lr {t.ssl_lr}, {space.ssl.mode}) + "
           f"{t.recover_epochs} recovery epochs; dense {t.dense_epochs} epochs.")

@@ -38,16 +38,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from hwssl.evaluate import evaluate_candidate
+    from hwssl.settings import MeasureSettings
 
     space = _load_space(args.space, args.set)
     profiles = _load_profiles(args.profile)
+    from hwssl.budget.cost import check_oracle
+
+    check_oracle(space, profiles)
+
     def show_progress(phase: str, i: int, n: int) -> None:
         if i == n or i % 50 == 0:
             print(f"\r  {phase}: step {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
 
-    result = evaluate_candidate(space, profiles=profiles, tune=not args.no_tune, per_layer=args.per_layer,
-                                save_dir=args.out, progress=None if args.json else show_progress,
-                                precision=args.precision, int8=True if args.int8 else None)
+    measure = MeasureSettings(tune=not args.no_tune, per_layer=args.per_layer, precision=args.precision,
+                              int8=True if args.int8 else None)
+    result = evaluate_candidate(space, profiles=profiles, measure=measure, save_dir=args.out,
+                                progress=None if args.json else show_progress)
     if args.json:
         if not args.with_arch:
             result.pop("arch", None)
@@ -57,20 +63,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(r: dict) -> str:
+def _summary(result: dict) -> str:
+    from hwssl.record import TrialRecord
+
+    rec = TrialRecord.from_dict(result)
+    r = rec.extra
     lines = [f"{r['model']} on {r['data']} with {r['strengths']}",
-             f"  accuracy  dense {r['accuracy_dense']:.4f} -> sparse {r['accuracy_sparse']:.4f} -> "
-             f"compacted+recovered {r['accuracy']:.4f} (val), test {r['accuracy_dense_test']:.4f} -> "
-             f"{r['accuracy_test']:.4f}",
-             f"  MACs      {r['flops_dense']:,} -> {r['flops']:,} ({r['flops_ratio']:.2f}x fewer)",
-             f"  params    {r['params_dense']:,} -> {r['params']:,}",
+             f"  accuracy  dense {rec.dense.accuracy:.4f} -> sparse {r['accuracy_sparse']:.4f} -> "
+             f"compacted+recovered {rec.accuracy:.4f} (val), test {rec.dense.accuracy_test:.4f} -> "
+             f"{rec.accuracy_test:.4f}",
+             f"  MACs      {rec.flops_dense:,} -> {rec.flops:,} ({rec.flops_ratio:.2f}x fewer)",
+             f"  params    {rec.params_dense:,} -> {rec.params:,}",
              f"  layers    {r['conv_layers_dense']} -> {r['conv_layers']}; blocks removed: {r['blocks_removed']}",
              f"  compaction max |diff| {r['max_abs_diff_compacted']:.2e}; SSL step overhead "
              f"{r['ssl_step_overhead']:.2f}x"]
     if "target" in r:
         b = r["budget"]
         last = b["strength_trajectory"][-1]["strength"] if b["strength_trajectory"] else 1.0
-        lines.append(f"  budget    target {r['target']:.3g} of the dense predicted cost ({b['predicted_dense']:.4g}): "
+        units = f" {r['oracle_units']}" if r.get("oracle_units") else ""
+        lines.append(f"  budget    target {r['target']:.3g} of the dense predicted cost ({b['predicted_dense']:.4g}"
+                     f"{units}, oracle {r.get('oracle', 'macs')}): "
                      f"reached {r['predicted_ratio']:.3g} ({'met' if b['reached'] else 'NOT met'}, "
                      f"{len(b['strength_trajectory'])} checks, final strength x{last:.3g}, {b['rollbacks']} rollbacks)")
     for name, kept in r["layers"].items():
@@ -78,17 +90,21 @@ def _summary(r: dict) -> str:
         lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "
                      f"{kept['channels']:>4}/{d['channels']:<4} columns {kept['columns']:>5}/{d['columns']:<5}"
                      f"{' lowered' if kept['lowered'] else ''}")
-    for prof, lat in r.get("latency_ms", {}).items():
-        dense = r["latency_ms_dense"][prof]
-        lines.append(f"  latency [{prof}] tvm {lat.get('tvm')} ms (dense {dense.get('tvm')}), torch "
-                     f"{lat.get('torch')} ms, {'tuned' if lat.get('tuned') else 'untuned'}")
-    if "accuracy_int8" in r:
-        lines.append(f"  int8      val {r['accuracy_int8']:.4f}, test {r['accuracy_int8_test']:.4f}; "
+    for prof in rec.profiles:
+        lat, dense = rec.latency(prof), rec.dense_latency(prof)
+        lines.append(f"  latency [{prof}] tvm {lat.tvm} ms (dense {dense.tvm if dense else None}), torch "
+                     f"{lat.torch} ms, {'tuned' if lat.tuned else 'untuned'}"
+                     + (f"; latency model predicted {lat.extra['predicted_ms']:.4g} ms"
+                        if lat.extra.get("predicted_ms") else ""))
+    int8 = rec.int8
+    if int8 is not None:
+        lines.append(f"  int8      val {int8.accuracy:.4f}, test {int8.accuracy_test:.4f}; "
                      f"{'integer-only' if r['integer_only'] else 'NOT integer-only'}, {len(r['float_ops'])} float "
-                     f"blocks; deployed as {r.get('precision', 'fp32')}")
-        for prof, lat in r.get("latency_ms_int8", {}).items():
-            lines.append(f"  int8 latency [{prof}] tvm {lat.get('tvm')} ms, "
-                         f"{'tuned' if lat.get('tuned') else 'untuned'}{' (' + lat['skipped'] + ')' if lat.get('skipped') else ''}")
+                     f"blocks; deployed as {rec.precision}")
+        for prof, timing in int8.timings.items():
+            lat = timing.cheap
+            lines.append(f"  int8 latency [{prof}] tvm {lat.tvm} ms, "
+                         f"{'tuned' if lat.tuned else 'untuned'}{' (' + lat.skipped + ')' if lat.skipped else ''}")
     return "\n".join(lines)
 
 
@@ -113,9 +129,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from hwssl.storage import load_study
         interrupted = True
-        import optuna
-        study = optuna.load_study(study_name=opts.name, storage=opts.storage_url)
+        study = load_study(opts.name, opts.storage_url)
     if not interrupted and profiles and opts.tune and not args.no_final_tune:
         _retime(study, profiles, args.final_trials_per_task)
     names = study_profiles(study) or [None]
@@ -141,11 +157,9 @@ def _retime(study, profiles, trials_per_task) -> None:
 
 
 def cmd_retime(args: argparse.Namespace) -> int:
-    import optuna
+    from hwssl.storage import default_storage_url, load_study
 
-    from hwssl.search import DEFAULT_STORAGE_FILE
-    storage = args.storage or f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
-    study = optuna.load_study(study_name=args.study, storage=storage)
+    study = load_study(args.study, args.storage or default_storage_url())
     paths = args.profile or [p["path"] for p in study.user_attrs.get("profiles", [])]
     if not paths:
         print("error: the study has no hardware profile to re-time on", file=sys.stderr)
@@ -198,21 +212,13 @@ def _report_after_search(study, storage_url: str) -> None:
     print(f"report: {path}")
 
 
-def _default_storage() -> str:
-    from hwssl.search import DEFAULT_STORAGE_FILE
-    return f"sqlite:///{Path(DEFAULT_STORAGE_FILE).resolve()}"
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from hwssl.report import StudyNotFound, build_report, default_out_dir, load_study
+    from hwssl.report import build_report, default_out_dir
+    from hwssl.storage import default_storage_url, load_study
 
-    storage = args.storage or _default_storage()
-    try:
-        study = load_study(args.study, storage)
-        others = [load_study(name, storage) for name in args.compare]
-    except StudyNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    storage = args.storage or default_storage_url()
+    study = load_study(args.study, storage)
+    others = [load_study(name, storage) for name in args.compare]
     path = build_report(study, args.out or default_out_dir(args.study), storage, compare=others)
     print(f"report: {path}")
     print(f"trials: {path.parent / 'trials.csv'}")
@@ -221,14 +227,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hwssl.export import ExportError, export_trial
-    from hwssl.report import StudyNotFound, load_study
+    from hwssl.storage import default_storage_url, load_study
 
-    storage = args.storage or _default_storage()
+    storage = args.storage or default_storage_url()
+    study = load_study(args.study, storage)
     try:
-        study = load_study(args.study, storage)
         done = export_trial(study, args.trial, args.out, profile=args.profile, storage=storage,
                             space_path=args.space)
-    except (StudyNotFound, ExportError) as exc:
+    except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     c = done.config
@@ -247,10 +253,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from hwssl.config.profile import list_profiles
+    from hwssl.deploy.availability import list_profiles
     rows = list_profiles(args.dir)
     for row in rows:
-        print("  ".join(str(v) for v in (row if isinstance(row, (list, tuple)) else row.values())))
+        print("  ".join(str(v) for v in row.values()))
     return 0
 
 
@@ -302,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MetaSchedule trials per task for that final re-timing (default: the profile's "
                         "full_trials_per_task)")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<study>/report.html at the end")
-    p.add_argument("--method", default="ssl", choices=["ssl", "l1", "torch-pruning", "dense"],
-                   help="ssl searches group strengths (default); l1 / torch-pruning search the pruning ratio "
-                        "on the same filter sites and harness; dense evaluates the dense model once")
+    # not argparse choices: the registry (hwssl.methods) imports torch, and `hwssl profiles` should not
+    p.add_argument("--method", default="ssl", metavar="METHOD",
+                   help="a method of hwssl.methods: ssl searches group strengths (default); l1 / torch-pruning "
+                        "search the pruning ratio on the same filter sites and harness; dense evaluates the dense "
+                        "model once")
     p.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE",
                    help="fixed parameter of a baseline, e.g. reg=5e-3 or global=true for torch-pruning")
     p.add_argument("--ratio-range", nargs=2, type=float, default=[0.1, 0.9], metavar=("LOW", "HIGH"),
@@ -334,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retime", help="fully tune and re-time the Pareto-optimal trials of a study")
     p.add_argument("--study", required=True)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///hwssl.db; journal:PATH for a journal)")
     p.add_argument("--profile", action="append", default=[], metavar="FILE",
                    help="profiles to re-time on (default: the study's)")
     p.add_argument("--trials-per-task", type=int, help="default: each profile's full_trials_per_task")
@@ -347,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hwssl.storage import StorageError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

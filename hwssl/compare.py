@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from hwssl.methods import get_method
 from hwssl.pareto import hypervolume, pareto_indices
-from hwssl.results import study_trials, trial_latency
+from hwssl.results import trial_records
 
 REF_ACC_MARGIN = 0.01
 REF_COST = 1.05
@@ -66,35 +67,28 @@ def study_method(study: optuna.Study) -> str:
     return str(study.user_attrs.get("method", "ssl"))
 
 
-def _describe(method: str, params: dict) -> str:
-    if method == "ssl":
-        return " ".join(f"{k}={v:.2g}" for k, v in params.items() if isinstance(v, (int, float)) and v) or "-"
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "-"
-
-
 def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point], list[str]]:
     """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures."""
     method = study_method(study)
+    describe = get_method(method).describe
     points, failures = [], []
-    for t in study_trials(study):
+    for t in trial_records(study):
         if t.state == TrialState.FAIL:
-            failures.append(f"trial {t.number}: {t.user_attrs.get('fail_reason', '?')}")
-        if t.state != TrialState.COMPLETE or "result" not in t.user_attrs:
+            failures.append(f"trial {t.number}: {t.trial.user_attrs.get('fail_reason', '?')}")
+        r = t.record
+        if not t.complete or r is None:
             continue
-        r = t.user_attrs["result"]
         if profile:
-            cost = trial_latency(r, profile, "tvm")
-            dense_src = (r.get("latency_ms_dense_final", {}).get(profile) if r.get("latency_ms_final", {}).get(profile)
-                         else None) or r.get("latency_ms_dense", {}).get(profile) or {}
-            dense = dense_src.get("tvm")
+            lat, dense_lat = r.latency(profile), r.dense_latency(profile)
+            cost, dense = (lat.tvm if lat else None), (dense_lat.tvm if dense_lat else None)
             if cost is None or not dense:
                 failures.append(f"trial {t.number}: no latency on {profile}")
                 continue
         else:
-            cost, dense = float(r["flops"]), float(r["flops_dense"])
-        points.append(Point(method, t.number, float(r["accuracy"]), float(r["accuracy_test"]), float(cost),
-                            float(dense), _describe(method, r.get("method_params") or {}),
-                            float(r.get("wall_s", {}).get("total", 0.0)), str(r.get("precision", "fp32"))))
+            cost, dense = float(r.flops), float(r.flops_dense)
+        points.append(Point(method, t.number, float(r.accuracy), float(r.accuracy_test), float(cost),
+                            float(dense), describe(r.method_params),
+                            float(r.extra.get("wall_s", {}).get("total", 0.0)), r.precision))
     return points, failures
 
 

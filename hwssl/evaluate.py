@@ -8,7 +8,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -19,10 +19,12 @@ from hwssl.compact import arch_key, architecture_summary, compact_model, conv_la
 from hwssl.config.space import SearchSpace
 from hwssl.data import DataSplits, load_dataset
 from hwssl.models import build_model, model_spec
+from hwssl.progress import Progress, phase_progress
+from hwssl.record import TrialRecord
+from hwssl.settings import MeasureSettings
 from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats
 from hwssl.train import PhaseResult, accuracy, train_phase
 
-Progress = Callable[[str, int, int], None]
 
 COMPACTION_TOLERANCE = 1e-4  # per-trial guard; tests pin 1e-5 on random inputs
 
@@ -82,11 +84,17 @@ class DenseStart:
     cached: bool
     wall: dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
+    profiles: tuple[Any, ...] = ()     # the candidate's target profiles (hardware-aware SSL prices on the first)
+    tune: bool = True                  # whether it is measured tuned (which latency model prices it)
 
     def dense_model(self) -> nn.Module:
         model = build_model(self.spec)
         model.load_state_dict(self.ckpt["state"])
         return model
+
+    def for_profiles(self, profiles: Sequence[Any], measure: MeasureSettings = MeasureSettings()) -> "DenseStart":
+        """This start, aimed at ``profiles`` measured as ``measure`` says."""
+        return dataclasses.replace(self, profiles=tuple(profiles), tune=measure.tune)
 
 
 def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:
@@ -98,24 +106,26 @@ def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:
     return start
 
 
-def _progress(progress: Progress | None, phase: str):
-    return (lambda i, n, _loss: progress(phase, i, n)) if progress else None
-
-
 def compaction_round(space: SearchSpace, profiles: Sequence[Any] = ()) -> int:
     """Kept widths are rounded to the coarsest multiple the space or any target profile asks for."""
     return max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
 
 
-def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None,
-                 channel_round: int | None = None) -> tuple[nn.Module, PhaseResult]:
+def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None, *,
+                 target: float | None = None) -> tuple[nn.Module, PhaseResult]:
     """SSL fine-tuning of the dense model with the given per-group strengths. With the space's
-    hardware-aware ``[ssl]`` options on, :func:`hwssl.budget.hw_ssl` runs it (its facts land in
-    ``phase.record``)."""
+    hardware-aware ``[ssl]`` options on (or a budget ``target``, a fraction of the dense net's
+    predicted cost, overriding ``ssl.target``), :func:`hwssl.budget.hw_ssl` runs it on the
+    profiles in ``start.profiles`` (its facts land in ``phase.record``)."""
     space, t = start.space, start.space.train
-    if hw_options_on(space.ssl):
-        targets = [space.ssl.target] if space.ssl.target > 0 else []
-        run = hw_ssl(start, strengths, targets=targets, channel_round=channel_round, progress=progress)
+    target = space.ssl.target if target is None else target
+    if hw_options_on(space.ssl) or target > 0:
+        from hwssl.budget.oracle import ssl_oracle
+
+        cost = ssl_oracle(space, start.profiles, tune=start.tune)
+        run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
+                     channel_round=compaction_round(space, start.profiles), progress=progress)
+        run.phase.record.update(cost.record(run.phase.record))
         return run.model, run.phase
     model = start.dense_model()
     reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)
@@ -123,27 +133,23 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
                         batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                         seed=space.seed + 1, regularizer=reg, mode=space.ssl.mode,
                         zero_threshold=space.ssl.zero_threshold, threads=t.threads,
-                        on_step=_progress(progress, "ssl"))
+                        on_step=phase_progress(progress, "ssl"))
     start.wall["ssl"] = phase.wall_s
     return model, phase
 
 
 def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, params: dict[str, Any],
-                     sparsify: PhaseResult | None, profiles: Sequence[Any] = (), tune: bool = True,
-                     trials_per_task: int | None = None, per_layer: bool = False,
-                     save_dir: str | Path | None = None, progress: Progress | None = None,
-                     precision: str = "fp32", int8: bool | None = None) -> dict[str, Any]:
+                     sparsify: PhaseResult | None, profiles: Sequence[Any] = (),
+                     measure: MeasureSettings = MeasureSettings(), save_dir: str | Path | None = None,
+                     progress: Progress | None = None) -> dict[str, Any]:
     """Shared by every method (SSL and the baselines): compact the sparse dense-architecture
     model (verified), fine-tune it, and measure accuracy, cost and latency.
 
-    ``precision`` is what the candidate deploys as: with ``"int8"`` the headline fields
-    (``accuracy``, ``accuracy_test``, ``latency_ms``) describe its int8 variant and the fp32
-    numbers move to ``accuracy_fp32``, ``accuracy_fp32_test`` and ``latency_ms_fp32``, so the
-    search, Pareto fronts and report treat both precisions alike. ``int8`` also measures the
-    int8 variant of an fp32 candidate (default: the space's ``quant.every_trial``).
+    ``measure.precision`` is what the candidate deploys as: with ``"int8"`` the record's
+    headline (accuracy, latency) is its int8 variant, so the search, Pareto fronts and report
+    treat both precisions alike (see :mod:`hwssl.record` for the stored layout).
     """
-    if precision not in ("fp32", "int8"):
-        raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
+    tune, trials_per_task, per_layer = measure.tune, measure.trials_per_task, measure.per_layer
     space, splits, spec, ckpt, wall = start.space, start.splits, start.spec, start.ckpt, start.wall
     t = space.train
     dense = start.dense_model()
@@ -161,7 +167,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     small = compacted.model
     recover = train_phase(small, splits.train, phase="recover", epochs=t.recover_epochs, lr=t.recover_lr,
                           batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
-                          seed=space.seed + 2, threads=t.threads, on_step=_progress(progress, "recover"))
+                          seed=space.seed + 2, threads=t.threads, on_step=phase_progress(progress, "recover"))
     wall["recover"] = recover.wall_s
     flops, flops_layers = count_macs(small, spec["input"])
     dense_summary = architecture_summary(spec)["layers"]
@@ -188,32 +194,32 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
         "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
+    result.update(getattr(sparsify, "record", None) or {})  # hardware-aware SSL: budget, oracle, weights
     if profiles:
         td = time.perf_counter()
-        from hwssl.deploy import measure_candidate  # deferred: TVM import is slow
+        from hwssl.latency.record import measure_with_model  # deferred: TVM import is slow
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
-        for profile in profiles:
+        for profile in profiles:  # each timing also records the profile latency model's prediction
             example = profile.example_input(splits.val.tensors[0])
-            result["latency_ms"][profile.name] = measure_candidate(
-                small.eval(), example, profile, arch_key=result["arch_key"], tune=tune,
+            result["latency_ms"][profile.name] = measure_with_model(
+                small.eval(), example, profile, spec=compacted.spec, arch_key=result["arch_key"], tune=tune,
                 trials_per_task=trials_per_task, per_layer=per_layer)
-            result["latency_ms_dense"][profile.name] = measure_candidate(
-                dense.eval(), example, profile, arch_key=arch_key(spec), tune=tune,
+            result["latency_ms_dense"][profile.name] = measure_with_model(
+                dense.eval(), example, profile, spec=spec, arch_key=arch_key(spec), tune=tune,
                 trials_per_task=trials_per_task, per_layer=False)
         wall["deploy"] = time.perf_counter() - td
-    if precision == "int8" or (space.quant.every_trial if int8 is None else int8):
+    if measure.measures_int8(space.quant.every_trial):
         ti = time.perf_counter()
         add_int8_variant(result, start, small, profiles, tune=tune, trials_per_task=trials_per_task)
         wall["int8"] = time.perf_counter() - ti
-    result["precision"] = precision
-    if precision == "int8":
-        deploy_int8(result)
     if save_dir is not None:
         save_compacted(small, save_dir)
         result["saved_to"] = str(save_dir)
     wall["total"] = time.perf_counter() - start.t0
     result["wall_s"] = {k: round(v, 3) for k, v in wall.items()}
-    return result
+    record = TrialRecord.from_dict(result)  # measured as fp32 (+ its int8 variant) ...
+    record.precision = measure.precision    # ... deployed as asked: the record lays out the headline
+    return record.to_dict()
 
 
 def calibration_subset(train_images: torch.Tensor, seed: int, count: int) -> torch.Tensor:
@@ -239,30 +245,13 @@ def add_int8_variant(result: dict[str, Any], start: DenseStart, compacted: nn.Mo
                                trials_per_task=trials_per_task))
 
 
-INT8_TORCH_NOTE = "torch: PyTorch eager of the fp32 candidate (eager has no fast int8 convolution on CPU)"
-
-
-def deploy_int8(result: dict[str, Any]) -> None:
-    """Make the int8 variant the headline of ``result`` (fp32 numbers kept under ``*_fp32``)."""
-    result["accuracy_fp32"], result["accuracy_fp32_test"] = result["accuracy"], result["accuracy_test"]
-    result["accuracy"], result["accuracy_test"] = result["accuracy_int8"], result["accuracy_int8_test"]
-    if "latency_ms" in result:
-        fp32 = result["latency_ms_fp32"] = result["latency_ms"]
-        result["latency_ms"] = {name: {**lat, "torch": fp32.get(name, {}).get("torch"), "torch_note": INT8_TORCH_NOTE}
-                                for name, lat in result["latency_ms_int8"].items()}
-
-
 def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = None, *,
-                       profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
-                       per_layer: bool = False, save_dir: str | Path | None = None,
-                       progress: Progress | None = None, precision: str = "fp32",
-                       int8: bool | None = None) -> dict[str, Any]:
+                       profiles: Sequence[Any] = (), measure: MeasureSettings = MeasureSettings(),
+                       save_dir: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Train, sparsify with SSL, compact, fine-tune and measure one strength setting."""
     strengths = dict(space.strengths if strengths is None else strengths)
     start = prepare(space, progress)
-    sparse, phase = ssl_sparsify(start, strengths, progress, channel_round=compaction_round(space, profiles))
-    result = finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
-                              tune=tune, trials_per_task=trials_per_task, per_layer=per_layer, save_dir=save_dir,
-                              progress=progress, precision=precision, int8=int8)
-    result.update(phase.record)  # hardware-aware SSL: budget (target, cost reached, trajectory), weights
-    return result
+    start = start.for_profiles(profiles, measure)
+    sparse, phase = ssl_sparsify(start, strengths, progress)
+    return finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
+                            measure=measure, save_dir=save_dir, progress=progress)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.util
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -32,12 +31,12 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import hwssl
 from hwssl.compact import load_compacted
-from hwssl.results import study_trials
+from hwssl.record import TrialRecord
+from hwssl.results import RecordedTrial, trial_records
 
 EXPORT_FORMAT = "hwssl-export/1"
 CONFIG_FILE = "deploy.json"
@@ -64,22 +63,22 @@ class ExportResult:
 # -- finding what to export ----------------------------------------------------------------------------------------
 
 
-def _trial(study: optuna.Study, number: int) -> FrozenTrial:
-    found = [t for t in study_trials(study) if t.number == number]
+def _trial(study: optuna.Study, number: int) -> RecordedTrial:
+    found = [t for t in trial_records(study) if t.number == number]
     if not found:
         raise ExportError(f"study {study.study_name!r} has no trial {number} "
                           f"(trials 0..{len(study.get_trials(deepcopy=False)) - 1})")
     trial = found[0]
-    if trial.state != TrialState.COMPLETE or not trial.user_attrs.get("result"):
-        why = trial.user_attrs.get("fail_reason")
+    if not trial.complete:
+        why = trial.trial.user_attrs.get("fail_reason")
         raise ExportError(f"trial {number} is {trial.state.name}{': ' + why if why else ''}; only complete "
                           f"trials can be exported")
     return trial
 
 
-def _model_dir(study: optuna.Study, trial: FrozenTrial) -> Path:
-    result = trial.user_attrs["result"]
-    candidates = [Path(result["saved_to"])] if result.get("saved_to") else []
+def _model_dir(study: optuna.Study, trial: RecordedTrial) -> Path:
+    saved = trial.record.extra.get("saved_to") if trial.record else None
+    candidates = [Path(saved)] if saved else []
     if study.user_attrs.get("artifacts"):
         candidates.append(Path(study.user_attrs["artifacts"]) / study.study_name / f"trial-{trial.number:04d}")
     for d in candidates:
@@ -106,7 +105,7 @@ def _profile(study: optuna.Study, name_or_path: str) -> Any:
     raise ExportError(f"--profile {name_or_path!r} is neither a profile of the study ({known}) nor a file")
 
 
-def _splits(study: optuna.Study, result: dict[str, Any], space_path: str | None) -> tuple[Any, Any]:
+def _splits(study: optuna.Study, record: TrialRecord, space_path: str | None) -> tuple[Any, Any]:
     """The trial's data split, rebuilt and checked against the split note stored with the trial."""
     from hwssl.config.space import load_search_space
     from hwssl.evaluate import load_space_data
@@ -117,10 +116,11 @@ def _splits(study: optuna.Study, result: dict[str, Any], space_path: str | None)
                           f"normalisation and the test split; pass it with --space FILE")
     space = load_search_space(path)
     splits = load_space_data(space)
-    if result.get("split") and splits.split_note != result["split"]:
+    split = record.extra.get("split")
+    if split and splits.split_note != split:
         raise ExportError(f"the data split rebuilt from {path} is not the one the trial was evaluated on (was the "
                           f"file edited, or the search run with --set data.*=...?). Pass the search's exact "
-                          f"settings with --space FILE.\n  trial: {result['split']}\n  now:   {splits.split_note}")
+                          f"settings with --space FILE.\n  trial: {split}\n  now:   {splits.split_note}")
     return space, splits
 
 
@@ -156,42 +156,13 @@ def _export_built(compiled: Any, profile: Any, path: Path, builder: str, databas
             "tuned": bool(database is not None and compiled.scheduled_kernels > 0)}
 
 
-def _build_with_deploy(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    """Build through hwssl.deploy (same fusion as tuning, profile's database, cross-linking)."""
+def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
+    """Through hwssl.deploy: same fusion as tuning, the profile's database, cross-linking."""
     from hwssl.deploy import compile_model, make_target
 
     database, db_dir = _tuning_records(profile)
     compiled = compile_model(model, example, profile, make_target(profile), database)
     return _export_built(compiled, profile, path, "hwssl.deploy", database, db_dir)
-
-
-def build_library_direct(model: nn.Module, example: torch.Tensor, target: dict[str, Any], path: Path,
-                         cross_compiler: str = "") -> dict[str, Any]:
-    """Plain TVM build (no tuning database): torch.export -> Relax -> ``tvm.compile`` -> ``export_library``."""
-    import tvm
-    from tvm.relax.frontend.torch import from_exported_program
-
-    target = dict(target)
-    if target.get("kind") == "llvm" and target.get("mcpu") == "host":
-        target["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
-    with torch.no_grad():
-        exported = torch.export.export(model.eval(), (example,))
-    mod = from_exported_program(exported, keep_params_as_input=False, unwrap_unit_return_tuple=True)
-    tvm_target = tvm.target.Target(target)
-    ex = tvm.compile(mod, tvm_target)
-    if cross_compiler:
-        from tvm.support import cc
-        ex.export_library(str(path), fcompile=cc.cross_compiler(cross_compiler))
-    else:
-        ex.export_library(str(path))
-    return {"target": str(tvm_target), "builder": "tvm.compile", "database": None, "tuned": False}
-
-
-def _build_library(model: nn.Module, example: torch.Tensor, profile: Any, path: Path) -> dict[str, Any]:
-    """Through the deployment layer when it is there, else with plain TVM."""
-    if importlib.util.find_spec("hwssl.deploy.compile") and importlib.util.find_spec("hwssl.deploy.target"):
-        return _build_with_deploy(model, example, profile, path)
-    return build_library_direct(model, example, profile.target_dict(), path, profile.cross_compiler)
 
 
 def _int8_network(model: nn.Module, splits: Any, space: Any) -> nn.Module:
@@ -214,7 +185,7 @@ def _build_int8_library(qnet: nn.Module, example: torch.Tensor, profile: Any, pa
 
 
 def _runs_here(profile: Any) -> bool:
-    from hwssl.config.profile import gpu_available, needs_cross_compiler
+    from hwssl.deploy.availability import gpu_available, needs_cross_compiler
     if needs_cross_compiler(profile):
         return False
     return profile.target_kind != "cuda" or gpu_available()[0]
@@ -246,27 +217,29 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
                  storage: str = "", space_path: str | None = None) -> ExportResult:
     """Write the model, the TVM library for ``profile`` (a study profile name or a profile file; none =
     no library) and ``deploy.json`` to ``out_dir``; see the module docstring."""
-    from hwssl.report.load import display_url
+    from hwssl.storage import display_url
     from hwssl.train import accuracy
 
     trial = _trial(study, trial_number)
-    result = trial.user_attrs["result"]
+    rec = trial.record
+    assert rec is not None  # _trial accepts complete trials only
+    x = rec.extra
     source = _model_dir(study, trial)
     prof = _profile(study, profile) if profile else None
-    space, splits = _splits(study, result, space_path)
+    space, splits = _splits(study, rec, space_path)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("arch.json", "weights.pt"):
         shutil.copy2(source / name, out / name)
     model = load_exported(out)
-    precision = result.get("precision", "fp32")
+    precision = rec.precision
     deployed = _int8_network(model, splits, space) if precision == "int8" else model
     warnings: list[str] = []
     test_acc = accuracy(deployed, splits.test)
-    if test_acc != result["accuracy_test"]:
+    if test_acc != rec.accuracy_test:
         warnings.append(f"test accuracy of the exported model is {test_acc:.6f}, the study recorded "
-                        f"{result['accuracy_test']:.6f}")
+                        f"{rec.accuracy_test:.6f}")
 
     info = splits.info
     spec = json.loads((out / "arch.json").read_text())
@@ -278,7 +251,7 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
         "format": EXPORT_FORMAT, "hwssl_version": hwssl.__version__, "torch_version": torch.__version__,
         "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "study": study.study_name, "storage": display_url(storage) if storage else None, "trial": trial.number,
-        "model": result.get("model"), "arch_key": result.get("arch_key"), "precision": precision,
+        "model": x.get("model"), "arch_key": x.get("arch_key"), "precision": precision,
         "files": {"arch": "arch.json", "weights": "weights.pt", "library": None},
         "input": {"shape": input_shape, "dtype": "float32", "layout": "NCHW",
                   "pixel_scale": _pixel_scale(d.name, d.path),
@@ -286,27 +259,26 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
                   "preprocess": "x = (pixels / pixel_scale - mean[c]) / std[c] per channel c"},
         "output": {"shape": [batch, info.num_classes], "kind": "logits",
                    "classes": list(info.class_names) or [str(i) for i in range(info.num_classes)]},
-        "data": {"name": d.name, "description": info.description, "split": result.get("split"),
+        "data": {"name": d.name, "description": info.description, "split": x.get("split"),
                  "load_dataset": {"name": d.name, "val_fraction": d.val_fraction,
                                   "train_subset": d.train_subset or None, "val_subset": d.val_subset or None,
                                   "test_subset": d.test_subset or None, "seed": space.seed,
                                   "path": d.path or None}},
-        "strengths": dict(trial.user_attrs.get("strengths") or result.get("strengths") or {}),
-        "accuracy": {"validation": result["accuracy"], "test": result["accuracy_test"],
-                     "dense_validation": result.get("accuracy_dense"), "dense_test": result.get("accuracy_dense_test"),
+        "strengths": dict(trial.trial.user_attrs.get("strengths") or x.get("strengths") or {}),
+        "accuracy": {"validation": rec.accuracy, "test": rec.accuracy_test,
+                     "dense_validation": rec.dense.accuracy, "dense_test": rec.dense.accuracy_test,
                      "test_reproduced": test_acc},
-        "macs": result.get("flops"), "macs_dense": result.get("flops_dense"), "params": result.get("params"),
-        "params_dense": result.get("params_dense"),
-        "latency_ms": result.get("latency_ms_final") or result.get("latency_ms") or {},
-        "latency_ms_dense": result.get("latency_ms_dense") or {},
+        "macs": rec.flops, "macs_dense": rec.flops_dense, "params": rec.params, "params_dense": rec.params_dense,
+        # per profile, by the record's rule: the final re-timing where there is one, else the cheap one
+        "latency_ms": {p: lat.to_dict() for p in rec.profiles if (lat := rec.latency(p)) is not None},
+        "latency_ms_dense": {p: lat.to_dict() for p in rec.profiles if (lat := rec.dense_latency(p)) is not None},
         "profile": None, "library": None,
     }
     if precision == "int8":
         config["int8"] = {"note": "model.so runs the post-training int8 network (float image in, float logits "
                                   "out); arch.json/weights.pt are the fp32 network it was quantised from",
-                          "accuracy_fp32": {"validation": result.get("accuracy_fp32"),
-                                            "test": result.get("accuracy_fp32_test")},
-                          "integer_only": result.get("integer_only"), "float_ops": result.get("float_ops"),
+                          "accuracy_fp32": {"validation": rec.fp32.accuracy, "test": rec.fp32.accuracy_test},
+                          "integer_only": x.get("integer_only"), "float_ops": x.get("float_ops"),
                           "calibration": dataclasses.asdict(space.quant), "scales": deployed.info}
     for timings in (config["latency_ms"], config["latency_ms_dense"]):
         for value in timings.values():
@@ -355,4 +327,4 @@ def load_exported(directory: str | Path) -> nn.Module:
 
 
 __all__ = ["EXPORT_FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported", "load_config",
-           "load_library", "build_library_direct"]
+           "load_library"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -9,73 +10,93 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from hwssl.pareto import pareto_indices
+from hwssl.record import TrialRecord
 
 
 FINAL_PREFIX = "final_latency:"
 FINAL_DENSE = "final_latency_dense"
 
 
-def study_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-    """The study's trials (copies) with the final, fully tuned re-timings (stored as study user
-    attributes, since a finished trial cannot be updated) merged into each ``result``:
-    ``latency_ms_final`` and ``latency_ms_dense_final`` per profile."""
+@dataclass
+class RecordedTrial:
+    """An Optuna trial and its typed record (None for a trial without a result: failed, running)."""
+
+    trial: FrozenTrial
+    record: TrialRecord | None
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def state(self) -> TrialState:
+        return self.trial.state
+
+    @property
+    def complete(self) -> bool:
+        return self.trial.state == TrialState.COMPLETE and self.record is not None
+
+
+def trial_records(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[RecordedTrial]:
+    """The study's trials with their records; final (fully tuned) re-timings, stored as study
+    user attributes since a finished trial cannot be updated, are attached to each record."""
     attrs = study.user_attrs
     dense_final = attrs.get(FINAL_DENSE, {})
-    trials = study.get_trials(deepcopy=True, states=states)
-    for t in trials:
-        final = attrs.get(f"{FINAL_PREFIX}{t.number}")
+    out = []
+    for t in study.get_trials(deepcopy=False, states=states):
         result = t.user_attrs.get("result")
-        if final and result is not None:
-            result["latency_ms_final"] = dict(final)
-            result["latency_ms_dense_final"] = {p: dense_final[p] for p in final if p in dense_final}
-    return trials
+        record = TrialRecord.from_dict(result) if result else None
+        if record is not None:
+            for profile, latency in (attrs.get(f"{FINAL_PREFIX}{t.number}") or {}).items():
+                record.attach_final(profile, latency, dense_final.get(profile))
+        out.append(RecordedTrial(t, record))
+    return out
 
 
-def trial_latency(result: dict[str, Any], profile: str, key: str = "tvm") -> float | None:
-    """Latency of a trial on a profile: the final (fully tuned) timing when one exists."""
-    final = result.get("latency_ms_final", {}).get(profile)
-    source = final if final is not None else result.get("latency_ms", {}).get(profile)
-    return None if source is None else source.get(key)
+def store_final(study: optuna.Study, number: int | None, profile: str, latency: dict[str, Any]) -> None:
+    """Store a final re-timing of trial ``number`` (None: of the dense network) on ``profile``."""
+    key = FINAL_DENSE if number is None else f"{FINAL_PREFIX}{number}"
+    stored = dict(study.user_attrs.get(key, {}))
+    stored[profile] = latency
+    study.set_user_attr(key, stored)
 
 
-def trial_row(trial: FrozenTrial, profiles: list[str]) -> dict[str, Any]:
-    result = trial.user_attrs.get("result", {})
+def trial_row(rt: RecordedTrial, profiles: list[str]) -> dict[str, Any]:
+    trial, rec = rt.trial, rt.record
     row: dict[str, Any] = {
         "trial": trial.number, "state": trial.state.name,
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
         "fail_reason": trial.user_attrs.get("fail_reason"),
-        "method": result.get("method", "ssl"),
-        "precision": result.get("precision", trial.user_attrs.get("precision", "fp32")),
+        "method": rec.method if rec else "ssl",
+        "precision": rec.precision if rec else trial.user_attrs.get("precision", "fp32"),
     }
-    if result:
+    if rec is not None:
+        x, int8 = rec.extra, rec.int8
         row.update({
-            "accuracy": result["accuracy"], "accuracy_test": result["accuracy_test"],
-            "accuracy_dense": result["accuracy_dense"], "accuracy_dense_test": result["accuracy_dense_test"],
-            "macs": result["flops"], "macs_dense": result["flops_dense"], "macs_ratio": result["flops_ratio"],
-            "params": result["params"], "params_dense": result["params_dense"],
-            "blocks_removed": len(result["blocks_removed"]), "conv_layers": result["conv_layers"],
-            "ssl_step_overhead": result["ssl_step_overhead"],
-            "accuracy_fp32": result.get("accuracy_fp32", result["accuracy"]),
-            "accuracy_int8": result.get("accuracy_int8"), "accuracy_int8_test": result.get("accuracy_int8_test"),
-            "integer_only": result.get("integer_only"),
-            "float_ops": len(result["float_ops"]) if "float_ops" in result else None,
+            "accuracy": rec.accuracy, "accuracy_test": rec.accuracy_test,
+            "accuracy_dense": rec.dense.accuracy, "accuracy_dense_test": rec.dense.accuracy_test,
+            "macs": rec.flops, "macs_dense": rec.flops_dense, "macs_ratio": rec.flops_ratio,
+            "params": rec.params, "params_dense": rec.params_dense,
+            "blocks_removed": len(x["blocks_removed"]), "conv_layers": x["conv_layers"],
+            "ssl_step_overhead": x["ssl_step_overhead"],
+            "accuracy_fp32": rec.fp32.accuracy,
+            "accuracy_int8": int8.accuracy if int8 else None, "accuracy_int8_test": int8.accuracy_test if int8 else None,
+            "integer_only": x.get("integer_only"),
+            "float_ops": len(x["float_ops"]) if "float_ops" in x else None,
         })
-        ratio = result.get("method_params", {}).get("ratio") if result.get("method", "ssl") != "ssl" else None
+        ratio = rec.method_params.get("ratio") if rec.method != "ssl" else None
         if isinstance(ratio, (int, float)):
             row["ratio"] = float(ratio)
         for p in profiles:
-            tvm = trial_latency(result, p, "tvm")
-            dense_source = (result.get("latency_ms_dense_final", {}).get(p)
-                            or result.get("latency_ms_dense", {}).get(p, {}))
-            dense = dense_source.get("tvm")
-            row[f"tvm_ms:{p}"] = tvm
-            row[f"torch_ms:{p}"] = trial_latency(result, p, "torch")
-            row[f"tuned:{p}"] = bool((result.get("latency_ms_final", {}).get(p)
-                                      or result.get("latency_ms", {}).get(p, {})).get("tuned", False))
-            row[f"dense_tvm_ms:{p}"] = dense
-            row[f"speedup:{p}"] = (dense / tvm) if (dense and tvm) else None
-            if "latency_ms_int8" in result:
-                row[f"int8_ms:{p}"] = result["latency_ms_int8"].get(p, {}).get("tvm")
+            lat, dense = rec.latency(p), rec.dense_latency(p)
+            row[f"tvm_ms:{p}"] = lat.tvm if lat else None
+            row[f"torch_ms:{p}"] = lat.torch if lat else None
+            row[f"tuned:{p}"] = bool(lat.tuned) if lat else False
+            row[f"dense_tvm_ms:{p}"] = dense.tvm if dense else None
+            row[f"speedup:{p}"] = rec.speedup(p)
+            if int8 is not None:
+                cheap = int8.timings.get(p)
+                row[f"int8_ms:{p}"] = cheap.cheap.tvm if cheap and cheap.cheap else None
     for key, value in trial.user_attrs.get("strengths", {}).items():
         row[f"λ {key}"] = value
     return row
@@ -87,7 +108,7 @@ def study_profiles(study: optuna.Study) -> list[str]:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     profiles = study_profiles(study)
-    return pd.DataFrame([trial_row(t, profiles) for t in study_trials(study)])
+    return pd.DataFrame([trial_row(t, profiles) for t in trial_records(study)])
 
 
 def pareto_frame(study: optuna.Study, profile: str | None = None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ small budget for new workloads). At the end (``hwssl search``) or on demand
 baseline, so speed-ups compare tuned with tuned -- is compiled again with the
 profile's ``full_trials_per_task`` and re-timed. Results are stored as study
 user attributes (finished trials cannot be updated) and merged back into each
-trial's result by :func:`hwssl.results.study_trials`.
+trial's record by :func:`hwssl.results.trial_records`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ import torch
 
 from hwssl.compact import arch_key, load_compacted
 from hwssl.models import build_model
-from hwssl.results import FINAL_DENSE, FINAL_PREFIX, pareto_frame, study_trials
+from hwssl.record import INT8_TORCH_NOTE, TrialRecord
+from hwssl.results import pareto_frame, store_final, trial_records
 
 
-def _candidate_model(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> torch.nn.Module:
+def _candidate_model(record: TrialRecord) -> torch.nn.Module:
     """The trial's compacted model: saved weights when present, else its spec (weights do not
     change latency)."""
-    saved = trial.user_attrs["result"].get("saved_to")
+    saved = record.extra.get("saved_to")
     if saved and (Path(saved) / "weights.pt").exists():
         return load_compacted(saved)
-    return build_model(trial.user_attrs["result"]["arch"]).eval()
+    return build_model(record.extra["arch"]).eval()
 
 
 def _dense_model(study: optuna.Study) -> torch.nn.Module:
@@ -42,20 +43,21 @@ def _dense_model(study: optuna.Study) -> torch.nn.Module:
                                   width)).eval()
 
 
-def _int8_latency(study: optuna.Study, model: torch.nn.Module, result: dict[str, Any], profile: Any,
+def _int8_latency(study: optuna.Study, model: torch.nn.Module, record: TrialRecord, profile: Any,
                   budget: int) -> dict[str, Any]:
     """Full-budget timing of an int8 trial's integer network. Its kernels depend on the architecture
     only (calibration changes constants, not shapes), so random calibration images time the same
     network without loading the data set again."""
-    from hwssl.evaluate import INT8_TORCH_NOTE
     from hwssl.quant import quantize_model
     from hwssl.quant.candidate import measure_int8
 
-    images = torch.randn(64, *result["arch"]["input"], generator=torch.Generator().manual_seed(0))
+    arch = record.extra["arch"]
+    images = torch.randn(64, *arch["input"], generator=torch.Generator().manual_seed(0))
     qnet = quantize_model(model, images, calibration=study.user_attrs.get("quant", {}).get("calibration", "max"))
-    latency = measure_int8(qnet, profile.example_input(images), profile, arch_key=result["arch_key"], tune=True,
+    latency = measure_int8(qnet, profile.example_input(images), profile, arch_key=record.extra["arch_key"], tune=True,
                            trials_per_task=budget)
-    latency["torch"] = result.get("latency_ms", {}).get(profile.name, {}).get("torch")
+    fp32 = record.fp32.timings.get(profile.name)
+    latency["torch"] = fp32.cheap.torch if fp32 is not None and fp32.cheap is not None else None
     latency["torch_note"] = INT8_TORCH_NOTE
     return latency
 
@@ -64,10 +66,10 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                   say: Callable[[str], None] = print) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
     Returns {profile: [trial numbers re-timed]}."""
-    from hwssl.deploy import measure_candidate
+    from hwssl.latency.record import measure_with_model
 
     done: dict[str, list[int]] = {}
-    by_number = {t.number: t for t in study_trials(study)}
+    by_number = {t.number: t.record for t in trial_records(study) if t.record is not None}
     dense = None
     for profile in profiles:
         budget = trials_per_task or profile.tuning.full_trials_per_task
@@ -76,29 +78,24 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             continue
         numbers = [int(n) for n in front["trial"]]
         for number in numbers:
-            trial = by_number[number]
-            result = trial.user_attrs["result"]
-            model = _candidate_model(study, trial)
-            example = torch.zeros(profile.batch, *result["arch"]["input"])
-            int8 = result.get("precision") == "int8"
+            record = by_number[number]
+            model = _candidate_model(record)
+            example = torch.zeros(profile.batch, *record.extra["arch"]["input"])
+            int8 = record.precision == "int8"
             say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
             if int8:
-                latency = _int8_latency(study, model, result, profile, budget)
-            else:
-                latency = measure_candidate(model, example, profile, arch_key=result["arch_key"], tune=True,
-                                            trials_per_task=budget)
-            key = f"{FINAL_PREFIX}{number}"
-            stored = dict(study.user_attrs.get(key, {}))
-            stored[profile.name] = latency
-            study.set_user_attr(key, stored)
+                latency = _int8_latency(study, model, record, profile, budget)
+            else:  # with the per-kernel breakdown (report: where the time goes) and the model's prediction
+                latency = measure_with_model(model, example, profile, spec=record.extra["arch"],
+                                             arch_key=record.extra["arch_key"], tune=True, trials_per_task=budget,
+                                             per_layer=True, source="final")
+            store_final(study, number, profile.name, latency)
         if dense is None:
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
-        latency = measure_candidate(dense, example, profile, arch_key=arch_key(dense.spec), tune=True,
-                                    trials_per_task=budget)
-        stored = dict(study.user_attrs.get(FINAL_DENSE, {}))
-        stored[profile.name] = latency
-        study.set_user_attr(FINAL_DENSE, stored)
+        latency = measure_with_model(dense, example, profile, spec=dense.spec, arch_key=arch_key(dense.spec),
+                                     tune=True, trials_per_task=budget, per_layer=True, source="final")
+        store_final(study, None, profile.name, latency)
         done[profile.name] = numbers
     return done

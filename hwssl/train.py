@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from hwssl.sparsity.regularizer import GroupLasso
+from hwssl.sparsity.protocol import Regularizer
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,7 +63,7 @@ def _batches(data: TensorDataset, batch_size: int, gen: torch.Generator):
 
 def train_phase(model: nn.Module, data: TensorDataset, *, phase: str, epochs: float, lr: float,
                 batch_size: int, momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0,
-                regularizer: GroupLasso | None = None, mode: str = "proximal", zero_threshold: float = 0.0,
+                regularizer: Regularizer | None = None, mode: str = "proximal", zero_threshold: float = 0.0,
                 threads: int = 1, on_step: Callable[[int, int, float], None] | None = None) -> PhaseResult:
     """SGD with momentum and a cosine learning rate over ``epochs`` (fractional epochs allowed).
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hwssl.baselines import MethodError, check_params, evaluate_method, filter_sites, kept_count, resolve_ratios
+from hwssl.baselines import MethodError, check_params, filter_sites, kept_count, resolve_ratios
+from hwssl.methods import evaluate_method, get_method, method_names
 from hwssl.baselines.l1 import l1_masks
 from hwssl.compact import compact_model
 from hwssl.config import load_search_space
@@ -172,3 +173,19 @@ def test_a_sweep_run_one_trial_at_a_time_evaluates_each_ratio_once(tiny_space_fi
     ratios = [t.params["ratio"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert ratios[:3] == [0.25, 0.5, 0.75]
     assert len(set(ratios)) == 4  # the fourth is sampled, not a replay of the sweep
+
+
+def test_every_method_is_registered_once_and_an_unknown_one_is_one_line(tiny_space_file, capsys):
+    from hwssl.cli import main
+    from hwssl.methods import Method, register
+
+    assert method_names() == ["ssl", "l1", "torch-pruning", "dense"]
+    assert get_method("l1").samples_ratios and get_method("dense").single_point
+    assert get_method("ssl").trial_attrs({"shape.conv1": 0.5}) == {"strengths": {"shape.conv1": 0.5}}
+    assert get_method("l1").describe({"ratio": 0.25}) == "ratio=0.25"
+    with pytest.raises(ValueError, match="already registered"):
+        register(Method("l1", "again", get_method("l1").sparsify, get_method("l1").sample))
+    assert main(["search", "--space", str(tiny_space_file), "--no-profile", "--quiet", "--no-report",
+                 "--method", "magic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown method 'magic'" in err and "'torch-pruning'" in err

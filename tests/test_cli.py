@@ -29,8 +29,10 @@ def test_evaluate_json_has_the_documented_fields(tiny_space_file):
     run = _hwssl("evaluate", "--space", str(tiny_space_file), "--set", "shape.conv1=1.0", "--json")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    for key in ("accuracy_dense", "accuracy", "flops_dense", "flops", "params_dense", "params", "layers",
-                "blocks_removed", "max_abs_diff_compacted", "ssl_step_overhead"):
-        assert key in result
+    assert result["flops_ratio"] == result["flops_dense"] / result["flops"] >= 1.0
+    assert result["params"] <= result["params_dense"] and 0 < result["accuracy"] <= 1
+    conv1 = result["layers"]["conv1"]
+    assert conv1["columns"] <= conv1["dense"]["columns"] and result["max_abs_diff_compacted"] <= 1e-4
+    assert result["ssl_step_overhead"] >= 1.0 and result["blocks_removed"] == []
     assert result["strengths"]["shape.conv1"] == 1.0
     assert "arch" not in result  # only with --with-arch

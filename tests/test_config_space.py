@@ -67,7 +67,7 @@ def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
     ('[ssl]\ntarget = 0.3\n', "strengths", "expected at least one positive strength"),
     ('[ssl]\nfilter_block = "simd"\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
     ('[ssl]\nfilter_block = 0\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
-    ('[ssl]\noracle = "flops"\n', "ssl.oracle", "expected one of ['macs']"),
+    ('[ssl]\noracle = "flops"\n', "ssl.oracle", "expected one of ['macs', 'latency']"),
     ('[ssl]\nlatency_weighted = "yes"\n', "ssl.latency_weighted", "expected true or false"),
     ('[search]\nmode = "budget"\n', "search.budget.target", "needs a target range"),
     ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 0.5 }\n', "search.budget.mix",

@@ -13,8 +13,9 @@ import pytest
 import torch
 import tvm
 
-from test_deploy_support import PROFILES, LoweredShapeConv, fast_cpu_profile, free_port, tiny_net, write_profile
-from hwssl.config.profile import gpu_available, load_profile
+from deploy_support import PROFILES, LoweredShapeConv, fast_cpu_profile, free_port, tiny_net, write_profile
+from hwssl.config.profile import load_profile
+from hwssl.deploy.availability import gpu_available
 from hwssl.deploy import DeployError, measure_candidate
 from hwssl.deploy.compile import compile_model, export_library, max_abs_diff, torch_reference
 from hwssl.deploy.target import make_target

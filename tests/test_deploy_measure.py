@@ -14,7 +14,7 @@ import pytest
 import torch
 import tvm
 
-from test_deploy_support import fast_cpu_profile, free_port, tiny_net
+from deploy_support import fast_cpu_profile, free_port, tiny_net
 from hwssl.config.profile import load_profile
 from hwssl.deploy import measure_candidate
 from hwssl.deploy.measure import configure_tvm_threads, time_torch
@@ -78,14 +78,27 @@ def test_rpc_timing_through_a_real_server(tmp_path: Path, rpc_server: int) -> No
     assert "load_module" in log  # the library really went through the server
 
 
+class _ThreadProbe(torch.nn.Module):
+    """Records how many threads PyTorch had while the timed forward passes ran."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.seen = inner, set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return self.inner(x)
+
+
 def test_torch_timing_uses_and_restores_threads(tmp_path: Path) -> None:
     model, x = tiny_net()
+    probe = _ThreadProbe(model).eval()
     profile = load_profile(fast_cpu_profile(tmp_path, threads=2))
     torch.set_num_threads(1)
-    timing = time_torch(model, x, profile)
-    assert torch.get_num_threads() == 1
+    timing = time_torch(probe, x, profile)
+    assert probe.seen == {2}                 # every timed run used the profile's thread count ...
+    assert torch.get_num_threads() == 1      # ... and the caller's setting is back afterwards
     assert len(timing.samples_ms) == profile.timing.repeat and timing.median_ms > 0
-    assert timing.threads == 2
 
 
 def test_tvm_thread_count_is_selected_per_measurement() -> None:
@@ -99,7 +112,7 @@ def test_tvm_thread_count_is_selected_per_measurement() -> None:
 @pytest.mark.slow
 def test_rpc_tuning_through_a_real_server(tmp_path: Path, rpc_server: int) -> None:
     """MetaSchedule's RPC runner against the real server: candidates exported as .so and timed there."""
-    from test_deploy_support import ConvReLU
+    from deploy_support import ConvReLU
 
     path = rpc_profile(tmp_path, "rpc_tune", rpc_server)
     torch.manual_seed(0)

@@ -120,18 +120,3 @@ def test_export_refuses_a_space_file_whose_split_differs(searched, tmp_path):
     other.write_text(searched["space"].read_text().replace("test_subset = 200", "test_subset = 300"))
     with pytest.raises(ExportError, match="not the one the trial was evaluated on"):
         export_trial(searched["study"], searched["trial"].number, tmp_path / "x", space_path=str(other))
-
-
-def test_plain_tvm_build_used_without_the_deploy_layer_matches_pytorch(searched, tmp_path):
-    from hwssl.export import build_library_direct
-
-    plain = tmp_path / "plain"
-    export_trial(searched["study"], searched["trial"].number, plain)
-    model = load_exported(plain)
-    x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    info = build_library_direct(model, x, {"kind": "llvm", "mcpu": "host", "num-cores": 2}, plain / "model.so")
-    assert info["builder"] == "tvm.compile" and info["tuned"] is False and '"mcpu":"host"' not in info["target"]
-    import tvm
-    got = load_library(plain)["main"](tvm.runtime.tensor(x.numpy())).numpy()
-    with torch.no_grad():
-        assert np.abs(got - model(x).numpy()).max() <= 1e-4

@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from hwssl.config import ConfigError
-from hwssl.config.profile import (
-    check_target,
-    gpu_available,
-    list_profiles,
-    load_profile,
-    needs_cross_compiler,
-    profile_availability,
-)
+from hwssl.config.profile import load_profile
+from hwssl.deploy.availability import gpu_available, list_profiles, needs_cross_compiler, profile_availability
+from hwssl.deploy.target import check_target
 
 PROFILES = Path(__file__).resolve().parent.parent / "hardware_profiles"
 
@@ -88,14 +83,20 @@ def test_database_dir_resolution(tmp_path: Path) -> None:
     assert r.database_dir(tmp_path / "cache") == (tmp_path / "abs").resolve()
 
 
+def _gpu_device_nodes() -> bool:
+    """Independent evidence of a usable NVIDIA GPU: the driver's device nodes exist."""
+    return Path("/dev/nvidiactl").exists() and any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def test_availability_here() -> None:
     ok, why = profile_availability(load_profile(PROFILES / "x86_cpu.toml"))
     assert ok, why
-    gpu, _ = gpu_available()
+    gpu, gpu_why = gpu_available()
+    assert gpu == _gpu_device_nodes(), gpu_why  # the driver probe agrees with the device nodes
     ok, why = profile_availability(load_profile(PROFILES / "cuda_gpu.toml"))
     assert ok == gpu
     if not gpu:
-        assert "CUDA" in why
+        assert "CUDA" in why and ("libcuda.so.1" in why or "no usable GPU" in why)
 
 
 def test_availability_rpc_and_cross_compiler(tmp_path: Path) -> None:

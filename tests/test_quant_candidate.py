@@ -122,17 +122,18 @@ def test_int8_search_without_a_profile_is_refused(tmp_path):
 
 
 def test_retime_times_an_int8_trial_as_its_integer_network(mixed, monkeypatch):
-    from hwssl.results import study_trials
+    from hwssl.results import trial_records
     from hwssl.retime import retime_pareto
 
     monkeypatch.setenv("HWSSL_CACHE", str(mixed["cache"]))
     done = retime_pareto(mixed["study"], [mixed["profile"]], trials_per_task=1, say=lambda _line: None)
-    retimed = {t.number: t.user_attrs["result"] for t in study_trials(mixed["study"]) if t.number in done["x86_cpu"]}
-    assert {r["precision"] for r in retimed.values()} >= {"int8"}  # seed 1 puts an int8 trial on the front
+    retimed = {t.number: t.record for t in trial_records(mixed["study"]) if t.number in done["x86_cpu"]}
+    assert {r.precision for r in retimed.values()} >= {"int8"}  # seed 1 puts an int8 trial on the front
     for r in retimed.values():
-        final = r["latency_ms_final"]["x86_cpu"]
-        assert final["tvm"] > 0 and final["trials_per_task"] == 1
-        assert (final.get("precision") == "int8") == (r["precision"] == "int8")
-        if r["precision"] == "int8":
-            assert final["integer_only"] is True
-            assert final["torch"] == r["latency_ms"]["x86_cpu"]["torch"]  # the fp32 net in eager, carried over
+        assert r.is_final("x86_cpu")
+        final = r.latency("x86_cpu")
+        assert final.tvm > 0 and final.extra["trials_per_task"] == 1
+        assert (final.extra.get("precision") == "int8") == (r.precision == "int8")
+        if r.precision == "int8":
+            assert final.extra["integer_only"] is True
+            assert final.torch == r.cheap_latency("x86_cpu").torch  # the fp32 net in eager, carried over

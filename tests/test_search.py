@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hwssl.config import load_search_space
+from hwssl.record import TrialRecord
 from hwssl.results import pareto_frame, trials_frame
 from hwssl.search import SearchError, SearchOptions, run_search
 
@@ -30,9 +31,9 @@ def test_tiny_study_stores_every_field_and_a_front(tiny_space_file, tmp_path):
     assert len(done) == 3
     for trial in done:
         result = trial.user_attrs["result"]
-        for key in ("accuracy", "accuracy_test", "flops", "flops_dense", "layers", "arch", "strengths",
-                    "max_abs_diff_compacted", "ssl_step_overhead", "wall_s"):
-            assert key in result
+        assert TrialRecord.from_dict(result).to_dict() == result  # stored in the record's current layout
+        assert result["strengths"] == trial.user_attrs["strengths"] and result["method"] == "ssl"
+        assert result["max_abs_diff_compacted"] <= 1e-4 and result["flops"] <= result["flops_dense"]
         assert trial.values == [result["accuracy"], result["flops"]]
         assert (tmp_path / "a" / "tiny" / f"trial-{trial.number:04d}" / "weights.pt").exists()
     assert study.user_attrs["objectives"] == ["accuracy", "macs"]
@@ -209,3 +210,32 @@ def test_path_mode_turns_one_ssl_run_into_several_trials(tmp_path):
     build_report(study, tmp_path / "report", opts.storage)
     csv = (tmp_path / "report" / "trials.csv").read_text().splitlines()
     assert len(csv) == 1 + len(done)                      # every snapshot is a row of the report
+
+
+def test_ctrl_c_on_a_journal_storage_keeps_finished_trials_and_exits_130(tiny_space_file, tmp_path):
+    """SIGINT (Ctrl-C) mid-search: the finished trials are read back from the journal file and
+    printed, and the exit status says 'interrupted' (the journal used to be opened as a URL)."""
+    from hwssl.storage import StudyNotFound, load_study
+
+    storage = f"journal:{tmp_path / 'j.log'}"
+    cmd = _search_cmd(tiny_space_file, storage, "ctrl-c", "--trials", "3", "--set", "train.ssl_epochs=6",
+                      "--artifacts", str(tmp_path / "a"))
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, seen = time.time() + 240, False
+        while time.time() < deadline and not seen:
+            time.sleep(0.5)
+            try:
+                seen = bool(load_study("ctrl-c", storage).get_trials(states=(TrialState.COMPLETE,)))
+            except (StudyNotFound, Exception):
+                continue
+        assert seen, "never saw a complete trial"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert f"stored in {storage}" in out and "Traceback" not in err
+    assert "interrupted: finished trials are saved" in err
+    assert load_study("ctrl-c", storage).get_trials(states=(TrialState.COMPLETE,))

@@ -8,8 +8,8 @@ Methods (``result["method"]``, parameters in ``result["method_params"]``):
   :mod:`hwssl.baselines.depgraph` (its module docstring explains how TP fits the harness)
 * ``dense`` -- the unmodified dense model: :mod:`hwssl.baselines.dense`
 
-``ssl`` itself stays in :func:`hwssl.evaluate.evaluate_candidate`; :func:`evaluate_method`
-dispatches every method, SSL included, so scripts can loop over methods.
+Each is registered once in :mod:`hwssl.methods` (SSL included); :func:`hwssl.methods.evaluate_method`
+dispatches every method, so scripts can loop over methods.
 
 Budget: every method starts from the same cached dense checkpoint and spends
 ``train.ssl_epochs`` (SSL: group-Lasso fine-tune; L1: masked fine-tune; TP: sparse
@@ -21,37 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from hwssl.baselines._common import RATIO, FilterMask, MethodError, filter_sites, kept_count, resolve_ratios
 from hwssl.config.space import SearchSpace
 
-__all__ = ["METHODS", "BASELINES", "MethodError", "FilterMask", "filter_sites", "kept_count", "resolve_ratios",
-           "evaluate_method", "fresh_start", "sample_method_params", "RatioRange", "check_params", "site_names"]
+__all__ = ["BASELINES", "MethodError", "FilterMask", "filter_sites", "kept_count", "resolve_ratios",
+           "fresh_start", "sample_ratios", "RatioRange", "check_params", "site_names"]
 
 BASELINES = ("l1", "torch-pruning", "dense")
-METHODS = ("ssl",) + BASELINES
-
-
-def _sparsifier(method: str) -> Callable[..., Any]:
-    if method == "l1":
-        from hwssl.baselines.l1 import l1_sparsify
-        return l1_sparsify
-    if method == "torch-pruning":
-        from hwssl.baselines.depgraph import tp_sparsify
-        return tp_sparsify
-    if method == "dense":
-        from hwssl.baselines.dense import dense_sparsify
-        return dense_sparsify
-    raise MethodError(f"unknown method {method!r}; expected one of {list(METHODS)}")
 
 
 def check_params(method: str, params: Mapping[str, Any]) -> None:
     """Raise :class:`MethodError` for an unknown method or fixed parameters it does not take
     (ratios are checked against the model when a trial resolves them)."""
-    if method not in METHODS:
-        raise MethodError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    if method not in BASELINES:
+        raise MethodError(f"not a baseline: {method!r}; expected one of {list(BASELINES)}")
     if method == "torch-pruning":
         from hwssl.baselines.depgraph import tp_params
         tp_params(params)
@@ -68,34 +53,6 @@ def fresh_start(start: Any) -> Any:
     return dataclasses.replace(start, wall={"dense": 0.0}, t0=time.perf_counter())
 
 
-def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] | None = None, *,
-                    profiles: Sequence[Any] = (), tune: bool = True, trials_per_task: int | None = None,
-                    per_layer: bool = False, save_dir: str | Path | None = None, progress: Any = None,
-                    start: Any = None, precision: str = "fp32", int8: bool | None = None) -> dict[str, Any]:
-    """One candidate of any method, end to end; the same result dict as
-    :func:`hwssl.evaluate.evaluate_candidate` plus ``baseline`` (what the method did).
-    ``start`` (from :func:`hwssl.evaluate.prepare`) is reused when given."""
-    from hwssl.evaluate import compaction_round, finish_candidate, prepare, ssl_sparsify
-
-    params = dict(params or {})
-    if method != "ssl":
-        check_params(method, params)
-    start = prepare(space, progress) if start is None else fresh_start(start)
-    if method == "ssl":
-        strengths = params or dict(space.strengths)
-        sparse, phase = ssl_sparsify(start, strengths, progress, channel_round=compaction_round(space, profiles))
-        params, info = strengths, None
-    else:
-        sparse, phase, info = _sparsifier(method)(start, params, progress)
-    result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,
-                              tune=tune, trials_per_task=trials_per_task, per_layer=per_layer,
-                              save_dir=save_dir, progress=progress, precision=precision, int8=int8)
-    if info is not None:
-        result["baseline"] = info
-    result.update(getattr(phase, "record", None) or {})  # hardware-aware SSL's budget and weights
-    return result
-
-
 @dataclasses.dataclass(frozen=True)
 class RatioRange:
     """How a search samples pruning ratios: one ``ratio`` for every site, or one per site."""
@@ -105,8 +62,8 @@ class RatioRange:
     per_layer: bool = False
 
 
-def sample_method_params(trial: Any, space: SearchSpace, method: str, ratio_range: RatioRange,
-                         fixed: Mapping[str, Any] | None = None, site_names: Sequence[str] = ()) -> dict[str, Any]:
+def sample_ratios(trial: Any, method: str, ratio_range: RatioRange, fixed: Mapping[str, Any] | None = None,
+                  site_names: Sequence[str] = ()) -> dict[str, Any]:
     """A baseline's parameters for one Optuna trial: the pruning ratio(s), plus ``fixed`` ones."""
     if method not in BASELINES:
         raise MethodError(f"not a baseline: {method!r}")

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from hwssl.evaluate import DenseStart, Progress
+from hwssl.evaluate import DenseStart
+from hwssl.progress import Progress
 
 
 def dense_sparsify(start: DenseStart, params: Mapping[str, Any], progress: Progress | None = None

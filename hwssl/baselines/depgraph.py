@@ -54,7 +54,8 @@ import torch
 from torch import nn
 
 from hwssl.baselines._common import RATIO, FilterMask, MethodError, filter_sites, resolve_ratios
-from hwssl.evaluate import DenseStart, Progress, _progress
+from hwssl.evaluate import DenseStart
+from hwssl.progress import Progress, phase_progress
 from hwssl.train import PhaseResult, train_phase
 
 FIT = "tp-selects-zeroed-filters: Torch-Pruning chooses channels on SSL's filter sites, hwssl compaction removes them"
@@ -157,7 +158,7 @@ def tp_sparsify(start: DenseStart, params: Mapping[str, Any], progress: Progress
     phase = train_phase(model, start.splits.train, phase="tp-sparse", epochs=t.ssl_epochs, lr=t.ssl_lr,
                         batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                         seed=space.seed + 1, regularizer=reg if reg.active else None, mode="subgradient",
-                        zero_threshold=0.0, threads=t.threads, on_step=_progress(progress, "tp-sparse"))
+                        zero_threshold=0.0, threads=t.threads, on_step=phase_progress(progress, "tp-sparse"))
     start.wall["sparsify"] = phase.wall_s
     mask = tp_selection(pruner, model)
     mask.apply()

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from hwssl.baselines._common import FilterMask, filter_l1, filter_sites, kept_count, resolve_ratios
-from hwssl.evaluate import DenseStart, Progress, _progress
+from hwssl.evaluate import DenseStart
+from hwssl.progress import Progress, phase_progress
 from hwssl.train import PhaseResult, train_phase
 
 
@@ -48,7 +49,7 @@ def l1_sparsify(start: DenseStart, params: Mapping[str, Any], progress: Progress
     phase = train_phase(model, start.splits.train, phase="l1-finetune", epochs=t.ssl_epochs, lr=t.ssl_lr,
                         batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                         seed=space.seed + 1, regularizer=mask, mode="proximal", zero_threshold=0.0,
-                        threads=t.threads, on_step=_progress(progress, "l1-finetune"))
+                        threads=t.threads, on_step=phase_progress(progress, "l1-finetune"))
     mask.apply()
     start.wall["sparsify"] = phase.wall_s
     info = {"ranking": "filter L1 norm of the trained dense model (Li et al. 2017), per layer",

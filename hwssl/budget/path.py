@@ -4,8 +4,7 @@ and the regularisation path (several candidates from one SSL run).
 ``hw_ssl`` is the SSL fine-tune of :func:`hwssl.evaluate.ssl_sparsify` with the space's
 ``[ssl]`` options (``latency_weighted``, ``target``, ``filter_block``, ``oracle``) and a cost
 oracle ``predict(spec) -> float``. ``ssl_path`` takes snapshots at successive targets of one
-run; ``evaluate_path`` compacts, recovers and measures each through
-:func:`hwssl.evaluate.finish_candidate`.
+run; :func:`hwssl.budget.candidates.evaluate_path` compacts, recovers and measures each.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 from torch import nn
 
 from hwssl.budget.controller import BudgetController, Snapshot
-from hwssl.budget.oracle import Predict, oracle
+from hwssl.budget.oracle import Predict
 from hwssl.budget.weights import LatencyWeighting
 from hwssl.sparsity.regularizer import GroupLasso
 from hwssl.train import PhaseResult, train_phase
@@ -65,7 +64,10 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
     hardware-aware options (keyword arguments override them). With ``targets`` the global
     strength adapts and the run stops once the last (smallest) target is met."""
     space, t, ssl = start.space, start.space.train, start.space.ssl
-    predict = predict if predict is not None else oracle(ssl.oracle)
+    if predict is None:
+        from hwssl.budget.cost import ssl_oracle
+
+        predict = ssl_oracle(space, getattr(start, "profiles", ()), tune=getattr(start, "tune", True)).predict
     channel_round = channel_round if channel_round is not None else space.compact.channel_round
     weighted = ssl.latency_weighted if latency_weighted is None else latency_weighted
     block = resolve_filter_block(ssl.filter_block if filter_block is None else filter_block, channel_round)
@@ -112,27 +114,3 @@ def ssl_path(start: Any, targets: Sequence[float], mix: Mapping[str, float], pre
     if not targets:
         raise ValueError("ssl_path needs at least one target")
     return hw_ssl(start, mix, targets=targets, predict=predict, **kwargs)
-
-
-def evaluate_path(start: Any, run: HWSSLRun, *, profiles: Sequence[Any] = (), units: str = "",
-                  save_root: str | Path | None = None, **finish_kwargs: Any) -> list[dict[str, Any]]:
-    """Compact, recover and measure every snapshot of ``run`` (one
-    :func:`hwssl.evaluate.finish_candidate` call each). Each result carries ``target``,
-    ``predicted`` (oracle units; also ``predicted_ms`` when ``units == "ms"``),
-    ``predicted_ratio`` and ``budget`` besides the usual fields."""
-    from hwssl.evaluate import finish_candidate  # evaluate imports this package
-
-    results = []
-    for n, snap in enumerate(run.snapshots):
-        model = start.dense_model()
-        model.load_state_dict(snap.state)
-        strengths = {k: v * snap.strength for k, v in run.strengths.items()}
-        save_dir = Path(save_root) / f"snapshot{n}" if save_root is not None else None
-        result = finish_candidate(start, model, method="ssl", params=strengths, sparsify=run.phase,
-                                  profiles=profiles, save_dir=save_dir, **finish_kwargs)
-        result.update(target=snap.target, predicted=snap.predicted, predicted_ratio=snap.ratio,
-                      budget=dict(snap.record(), mix=dict(run.strengths), filter_block=run.filter_block))
-        if units == "ms":
-            result["predicted_ms"] = snap.predicted
-        results.append(result)
-    return results

@@ -8,11 +8,6 @@ from hwssl.config.space import SearchSpace, StrengthRange, load_search_space  # 
 
 __all__ += ["SearchSpace", "StrengthRange", "load_search_space"]
 
-from hwssl.config.profile import (  # noqa: E402
-    HardwareProfile,
-    list_profiles,
-    load_profile,
-    profile_availability,
-)
+from hwssl.config.profile import HardwareProfile, load_profile  # noqa: E402
 
-__all__ += ["HardwareProfile", "list_profiles", "load_profile", "profile_availability"]
+__all__ += ["HardwareProfile", "load_profile"]

@@ -40,7 +40,8 @@ Format (every key optional unless marked)::
                                      #   predicted cost is this fraction of the dense one
     filter_block = 1                 # filter/channel groups in blocks of this many; "channel_round" = the
                                      #   compaction's rounding (kept widths come in multiples)
-    oracle = "macs"                  # cost oracle that prices a spec
+    oracle = "macs"                  # cost oracle that prices a spec: "macs" or "latency" (the first
+                                     #   --profile's latency model, ms; MACs while it has no data)
     check_every = 5                  # steps between budget checks
     weight_every = 100               # steps between latency-weight refreshes (each prices every site once)
 
@@ -335,9 +336,11 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     return space
 
 
+ORACLE_NAMES = ("macs", "latency")   # hwssl.budget.cost resolves them (latency: the first profile's model)
+
+
 def _oracles() -> list[str]:
-    from hwssl.budget.oracle import ORACLES
-    return sorted(ORACLES)
+    return list(ORACLE_NAMES)
 
 
 def _filter_block(s: TableReader) -> int | str:

@@ -89,7 +89,7 @@ def warm_builder_for(profile: Any) -> WarmBuilder:
     """Start (or reuse) the builder a profile's tuning will use, e.g. while a model trains."""
     import os
 
-    from hwssl.config.profile import resolve_cross_compiler
+    from hwssl.deploy.availability import resolve_cross_compiler
 
     workers = profile.tuning.builder_workers or os.cpu_count() or 1
     shared = profile.is_remote

@@ -10,12 +10,13 @@ from typing import Any, Callable
 import torch
 import tvm
 
-from hwssl.config.profile import HardwareProfile, needs_cross_compiler, profile_availability, resolve_cross_compiler
+from hwssl.config.profile import HardwareProfile
+from hwssl.deploy.availability import needs_cross_compiler, profile_availability, resolve_cross_compiler
 from hwssl.deploy.cache import LatencyCache, latency_key
 from hwssl.deploy.compile import build, device_sources, export_library, import_model, prepare, torch_reference
 from hwssl.deploy.errors import DeployError
 from hwssl.deploy.measure import run_on_device, time_torch
-from hwssl.deploy.target import make_target, target_string
+from hwssl.deploy.target import make_target
 from hwssl.deploy.tune import tune_and_open
 
 
@@ -67,7 +68,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     on this host, None for RPC or skipped profiles), ``tuned``, ``target``,
     ``device`` ("local" or "rpc://host:port"), ``compile_s``, ``tune_s``,
     ``measure_s``, ``new_tasks``, ``reused_tasks``, ``max_abs_diff``,
-    ``per_layer`` ([{index, name, ms, out_shape}]), ``cached``, plus
+    ``per_layer`` ([{index, name, ms, out_shape, args}]), ``cached``, plus
     ``skipped`` (reason) when the profile cannot be timed from here: then the
     network is still built and its device code saved (``artifacts``).
 
@@ -87,7 +88,7 @@ def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profi
     if trials < 1:
         raise ValueError(f"trials_per_task must be >= 1, got {trials}")
     target = make_target(profile)
-    tstr = target_string(target)
+    tstr = str(target)
 
     if profile.is_remote:
         skipped = None  # a remote device must be reachable: checked below, after the cache

@@ -21,8 +21,10 @@ import tvm
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
-from hwssl.config.profile import HardwareProfile, needs_cross_compiler, resolve_cross_compiler
+from hwssl.config.profile import HardwareProfile
+from hwssl.deploy.availability import needs_cross_compiler, resolve_cross_compiler
 from hwssl.deploy.errors import DeployError
+from hwssl.deploy.kernels import worth_tuning
 
 SCHEDULED_ATTR = "tirx.is_scheduled"
 
@@ -148,10 +150,9 @@ def build(prepared: tvm.IRModule, target: tvm.target.Target, database: Any | Non
         counts["total"] = len(prim)
         counts["scheduled"] = sum(1 for f in prim if f.attrs is not None and f.attrs.get(SCHEDULED_ATTR, False))
         if not gpu:
-            from hwssl.deploy.tune import COMPUTE_KERNELS
             counts["unscheduled_compute"] = sorted(
                 gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
-                and any(op in gv.name_hint for op in COMPUTE_KERNELS)
+                and worth_tuning(gv.name_hint)
                 and not (f.attrs is not None and f.attrs.get(SCHEDULED_ATTR, False)))
         backend = _backend_pipeline(target)
         passes = [*backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]

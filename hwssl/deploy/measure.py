@@ -85,6 +85,12 @@ def _kernel_args(kernel: Kernel, dev: Any, rng: np.random.Generator) -> list[Any
     return args
 
 
+def kernel_arg_shapes(kernel: Kernel) -> list[list[int]]:
+    """Shapes of a kernel's arguments (constants included), in call order: what the latency model
+    keys a kernel by (:mod:`hwssl.latency.kernels`)."""
+    return [[int(d) for d in (a.value.shape if isinstance(a, tvm.ir.Constant) else a[0])] for a in kernel.args]
+
+
 def per_kernel_times(library: Any, kernels: list[Kernel], dev: Any, timing: TimingSettings) -> list[dict[str, Any]]:
     """Time every compiled kernel of ``main`` on its own, in call order.
 
@@ -93,7 +99,8 @@ def per_kernel_times(library: Any, kernels: list[Kernel], dev: Any, timing: Timi
     PrimFunc with ``time_evaluator`` on arguments of its real shapes (and real
     constant inputs) measures the kernels without Python overhead. Kernels of
     one fused group are reported under their fused name (e.g.
-    ``fused_conv2d_add_relu``); the VM's own bookkeeping between calls is
+    ``fused_conv2d_add_relu``) with their output and argument shapes
+    (``out_shape``, ``args``); the VM's own bookkeeping between calls is
     not included, so the sum is a little below the network time.
     """
     rng = np.random.default_rng(0)
@@ -104,7 +111,7 @@ def per_kernel_times(library: Any, kernels: list[Kernel], dev: Any, timing: Timi
                                            min_repeat_ms=min(timing.min_repeat_ms, 10))
         samples = _timed(evaluator, *args)
         rows.append({"index": i, "name": kernel.name, "ms": float(statistics.median(samples)),
-                     "out_shape": list(kernel.out[0])})
+                     "out_shape": list(kernel.out[0]), "args": kernel_arg_shapes(kernel)})
     return rows
 
 

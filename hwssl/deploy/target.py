@@ -7,6 +7,7 @@ from typing import Any
 
 import tvm
 
+from hwssl.config._reader import ConfigError
 from hwssl.config.profile import HardwareProfile
 from hwssl.deploy.errors import DeployError
 
@@ -40,9 +41,12 @@ def make_target(profile: HardwareProfile) -> tvm.target.Target:
     return tvm.target.Target(target, host=host) if host else tvm.target.Target(target)
 
 
-def target_string(target: tvm.target.Target) -> str:
-    """Compact, stable text of a target (for results and cache keys)."""
-    return str(target)
+def check_target(profile: HardwareProfile) -> None:
+    """Build the TVM target once so that attributes TVM rejects fail as :class:`ConfigError` (imports TVM)."""
+    try:
+        make_target(profile)
+    except DeployError as exc:
+        raise ConfigError(profile.path, exc.key, exc.message) from None
 
 
 def is_gpu(profile: HardwareProfile) -> bool:

@@ -32,6 +32,7 @@ from hwssl.deploy import _workers
 from hwssl.deploy._builder import warm_builder_for
 from hwssl.deploy.compile import fuse
 from hwssl.deploy.errors import DeployError
+from hwssl.deploy.kernels import worth_tuning
 
 LEDGER = "hwssl_budgets.json"
 TARGET_MARKER = "hwssl_target.json"
@@ -193,13 +194,6 @@ def search_strategy(trials_per_task: int) -> Any:
                                                  genetic_num_iters=2 if trials_per_task < 32 else 4)
 
 
-#: Kernels whose name contains one of these do arithmetic worth a schedule search. The rest
-#: (strided slices and concatenations of lowered convs, takes, reshapes) are memory moves:
-#: a lowered LeNet had 34 tasks, most of them slices, and the 32-trial re-timing of one
-#: candidate took 8 minutes on 2 cores. They keep TVM's default schedule.
-COMPUTE_KERNELS = ("conv", "matmul", "dense", "pool", "mean", "sum")
-
-
 def tune_and_open(prepared: tvm.IRModule, target: tvm.target.Target, profile: HardwareProfile, *,
                   trials_per_task: int | None, db_dir: Path) -> tuple[TuneStats, Any]:
     """:func:`tune` the new workloads of ``prepared`` (``trials_per_task`` defaults to the profile's
@@ -207,10 +201,6 @@ def tune_and_open(prepared: tvm.IRModule, target: tvm.target.Target, profile: Ha
     trials = int(trials_per_task or profile.tuning.trials_per_task)
     stats = tune(prepared, target, profile, trials_per_task=trials, db_dir=db_dir)
     return stats, open_database(db_dir, target, profile)
-
-
-def worth_tuning(task: Any) -> bool:
-    return any(op in task.task_name for op in COMPUTE_KERNELS)
 
 
 def tune(prepared: tvm.IRModule, target: tvm.target.Target, profile: HardwareProfile, *, trials_per_task: int,
@@ -223,7 +213,7 @@ def tune(prepared: tvm.IRModule, target: tvm.target.Target, profile: HardwarePro
     t0 = time.perf_counter()
     if builder is None:
         builder = warm_builder_for(profile)  # starts warming now, overlapping task extraction
-    tasks = [t for t in ms.relax_integration.extract_tasks(fuse(prepared, target), target) if worth_tuning(t)]
+    tasks = [t for t in ms.relax_integration.extract_tasks(fuse(prepared, target), target) if worth_tuning(t.task_name)]
     with locked_database(db_dir, target, profile) as db:
         ledger = _read_ledger(db_dir)
         keys = [workload_key(t, target) for t in tasks]

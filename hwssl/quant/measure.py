@@ -16,10 +16,11 @@ import hwssl.deploy  # noqa: F401  (sets TVM_NUM_THREADS before TVM is imported)
 import tvm
 from tvm import relax
 
-from hwssl.config.profile import HardwareProfile, profile_availability
+from hwssl.config.profile import HardwareProfile
+from hwssl.deploy.availability import profile_availability
 from hwssl.deploy.compile import Compiled, build, import_model, max_abs_diff, prepare, torch_reference
 from hwssl.deploy.measure import run_rpc, time_torch
-from hwssl.deploy.target import make_target, target_string
+from hwssl.deploy.target import make_target
 from hwssl.deploy.tune import tune_and_open
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
@@ -182,8 +183,8 @@ def quantize_and_measure(model_fp32: nn.Module, calib_x: torch.Tensor, test_data
     machine. Profiles that cannot run here
     are built and checked, not timed (``skipped``).
 
-    Keys: ``route``, ``accuracy_fp32``/``accuracy_int8`` (test),
-    ``accuracy_fp32_val``/``accuracy_int8_val`` (None without
+    Keys (named as in a trial record: bare = validation, ``_test`` = test): ``route``,
+    ``accuracy_fp32_test``/``accuracy_int8_test``, ``accuracy_fp32``/``accuracy_int8`` (None without
     ``val_dataset``), ``latency_ms_int8`` ({tvm, tvm_samples_ms, torch,
     torch_samples_ms, tvm_min, torch_min, threads, rounds, tuned,
     max_abs_diff_vs_torch}; torch
@@ -211,21 +212,21 @@ def quantize_and_measure(model_fp32: nn.Module, calib_x: torch.Tensor, test_data
     l32, l8 = logits_of(model_fp32, x_test), logits_of(qnet, x_test)
     result: dict[str, Any] = {
         "route": ROUTE, "route_detail": ROUTE_DETAIL, "profile": profile.name,
-        "accuracy_fp32": _accuracy(l32, y_test), "accuracy_int8": _accuracy(l8, y_test),
-        "accuracy_fp32_val": None, "accuracy_int8_val": None,
+        "accuracy_fp32_test": _accuracy(l32, y_test), "accuracy_int8_test": _accuracy(l8, y_test),
+        "accuracy_fp32": None, "accuracy_int8": None,
         "max_abs_diff_vs_fp32_logits": float((l8.double() - l32.double()).abs().max()) if len(l8) else 0.0,
         "quant": qnet.info, "wall_s": wall,
     }
     if val_dataset is not None:
-        result["accuracy_fp32_val"] = accuracy_of(model_fp32, val_dataset)
-        result["accuracy_int8_val"] = accuracy_of(qnet, val_dataset)
+        result["accuracy_fp32"] = accuracy_of(model_fp32, val_dataset)
+        result["accuracy_int8"] = accuracy_of(qnet, val_dataset)
     lap("accuracy")
     compiled, report, stats = compile_int8(qnet, example, profile, tune=tune, trials_per_task=trials_per_task,
                                            cache_dir=cache_dir)
     lap("compile_int8")
     result.update(integer_only=report["integer_only"], strict_integer_only=report["strict_integer_only"],
                   int_ops=report["int_ops"], float_ops=report["float_ops"], integer_counts=report["counts"],
-                  compile_s=round(compiled.compile_s, 3), target=target_string(compiled.target), tuning=stats,
+                  compile_s=round(compiled.compile_s, 3), target=str(compiled.target), tuning=stats,
                   scheduled_kernels=compiled.scheduled_kernels, kernels=compiled.total_kernels)
     if integer_io_check:
         result["integer_io_report"] = integer_io_report(model_fp32, calib_x, profile, calibration=calibration)

@@ -13,6 +13,7 @@ import optuna
 import hwssl
 from hwssl.report import fmt, plots
 from hwssl.report.collect import ReportData, collect, safe_dir_name
+from hwssl.report.latency import LatencySection, collect_latency
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -39,11 +40,23 @@ def draw(data: ReportData) -> str:
     return plots.hypervolume_svg(data.fronts) if any(f.hv for f in data.fronts) else ""
 
 
-def render(data: ReportData, hv_svg: str = "") -> str:
+def draw_latency(section: LatencySection) -> None:
+    """Attach the latency-model figures (predicted vs measured, per-layer breakdowns)."""
+    from hwssl.report import latency_plots
+
+    for view in section.predictions:
+        if view.points:
+            view.svg = latency_plots.predicted_svg(view)
+    for view in section.breakdowns:
+        view.svg = latency_plots.breakdown_svg(view)
+
+
+def render(data: ReportData, hv_svg: str = "", lat: LatencySection | None = None) -> str:
     """The report's HTML text (every study-supplied string is escaped)."""
     generated = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return _environment().get_template("report.html.j2").render(d=data, hv_svg=hv_svg, generated=generated,
-                                                                  inf=float("inf"), version=hwssl.__version__)
+                                                                  inf=float("inf"), version=hwssl.__version__,
+                                                                  lat=lat)
 
 
 def build_report(study: optuna.Study, out_dir: str | Path, storage_url: str,
@@ -56,7 +69,9 @@ def build_report(study: optuna.Study, out_dir: str | Path, storage_url: str,
     """
     data = collect(study, storage_url, compare)
     hv_svg = draw(data)
-    html = render(data, hv_svg)
+    lat = collect_latency(study)
+    draw_latency(lat)
+    html = render(data, hv_svg, lat)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # write-then-rename, with per-process temporary names: several workers may finish at once

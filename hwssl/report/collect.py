@@ -12,200 +12,25 @@ import math
 import re
 import shlex
 import statistics
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from hwssl.compare import REF_COST, MethodSummary, dominance_bands, summarise
+from hwssl.compare import dominance_bands, summarise
 from hwssl.pareto import best_under, hypervolume_history, knee_index, pareto_indices
+from hwssl.record import Latency, TrialRecord
 from hwssl.report import fmt
-from hwssl.report.load import display_url
-from hwssl.results import study_trials, trial_latency, trials_frame
+from hwssl.report.views import (Candidate, ComparisonView, Deployment, FrontView, LayerLatency, LayerRow, Pick,
+                                ProfileView, RankView, ReportData)
+from hwssl.results import RecordedTrial, trial_records, trials_frame
+from hwssl.storage import display_url
+
+__all__ = ["collect", "export_command", "safe_dir_name", "MACS", "Candidate", "ComparisonView", "Deployment",
+           "FrontView", "LayerLatency", "LayerRow", "Pick", "ProfileView", "RankView", "ReportData"]
 
 MACS = "macs"
-
-
-@dataclass
-class ProfileView:
-    """A hardware profile as the study recorded it, plus whether its latencies are tuned."""
-
-    name: str
-    target: str
-    path: str
-    tuning: str            # "tuned" | "untuned" | "partly tuned" | "unknown"
-    final_count: int = 0   # trials re-timed with the full tuning budget (latency_ms_final)
-
-    @property
-    def untuned(self) -> bool:
-        return self.tuning != "tuned"
-
-
-@dataclass
-class Pick:
-    label: str
-    trial: int | None
-
-
-@dataclass
-class FrontView:
-    """Accuracy/cost trade-off on one profile (or on MACs)."""
-
-    key: str                      # profile name, or "macs"
-    profile: ProfileView | None
-    trials: list[int]             # complete trials with a cost, in trial order
-    acc: list[float]              # validation accuracy
-    acc_test: list[float | None]
-    cost: list[float]             # ms (TVM) or MACs
-    front: list[int]              # Pareto-optimal trial numbers, by cost
-    knee: int | None
-    picks: list[Pick]
-    recommended: int | None
-    recommended_note: str
-    constraints_met: bool
-    min_accuracy: float | None
-    max_cost: float | None
-    dense_acc: float | None
-    dense_cost: float | None
-    dense_note: str
-    dense_warning: str = ""                              # dense and candidates timed differently
-    hv: list[float] = field(default_factory=list)        # normalised hypervolume after each trial
-    hv_ref_acc: float | None = None
-    hv_ref_cost: float | None = None
-    hv_ref_note: str = ""
-    hv_last_gain: int | None = None                      # trial that last raised the hypervolume
-    int8: list[bool] = field(default_factory=list)       # per trial: deployed as int8 (else fp32)
-    svg: str = ""
-
-    @property
-    def label(self) -> str:
-        """Short name for tables and badges: the profile name, or "MACs"."""
-        return "MACs" if self.profile is None else self.profile.name
-
-    @property
-    def unit(self) -> str:
-        return "MACs" if self.profile is None else "ms"
-
-    @property
-    def axis_label(self) -> str:
-        if self.profile is None:
-            return "MACs per image"
-        return f"TVM latency on {self.profile.name} (ms, {self.profile.tuning})"
-
-    @property
-    def title(self) -> str:
-        return "Validation accuracy vs MACs" if self.profile is None else \
-            f"Validation accuracy vs latency on {self.profile.name}"
-
-    def cost_text(self, value: float | None) -> str:
-        return fmt.count(value) if self.profile is None else fmt.ms(value)
-
-    def index(self, trial: int) -> int:
-        return self.trials.index(trial)
-
-
-@dataclass
-class RankView:
-    """How the same candidates rank by latency on each profile."""
-
-    profiles: list[str]
-    trials: list[int]
-    latency: dict[str, list[float]]
-    rank: dict[str, list[int]]
-    spearman: list[tuple[str, str, float | None]]
-    svg: str = ""
-
-
-@dataclass
-class LayerRow:
-    name: str
-    filters: tuple[int, int]     # (kept, dense)
-    channels: tuple[int, int]
-    columns: tuple[int, int]
-    lowered: bool
-    removed: bool = False        # a whole residual block was removed
-
-    @staticmethod
-    def frac(pair: tuple[int, int]) -> float:
-        return pair[0] / pair[1] if pair[1] else 0.0
-
-
-@dataclass
-class LayerLatency:
-    profile: str
-    tuning: str
-    rows: list[tuple[str, float, float]]   # (kernel/layer name, ms, share of the listed total)
-    total: float
-
-
-@dataclass
-class Candidate:
-    trial: int
-    fronts: list[str]            # labels of the fronts it is Pareto-optimal on
-    recommended_for: list[str]
-    row: dict[str, Any]          # the trials_frame row
-    strengths: dict[str, float]
-    layers: list[LayerRow]
-    blocks_removed: list[str]
-    latency: list[LayerLatency]
-    latency_missing: list[str]   # profiles without a per-layer breakdown
-    saved_to: str | None
-    final: list[str] = field(default_factory=list)   # profiles whose numbers are final (fully tuned) re-timings
-    float_ops: list[str] = field(default_factory=list)  # float blocks left in its int8 variant
-    int8_measured: bool = False                          # the trial recorded an int8 variant
-    svg: str = ""
-
-
-@dataclass
-class Deployment:
-    front: FrontView
-    command: str
-
-
-@dataclass
-class ComparisonView:
-    """This study and the studies given with ``--compare`` on one axis (a profile, or MACs)."""
-
-    key: str
-    label: str                    # "x86_cpu (untuned)" or "MACs"
-    summaries: list[MethodSummary]
-    ref_acc: float | None
-    bands: list[tuple[float, float, list[str], dict[str, float]]]
-    svg: str = ""
-
-    @property
-    def ref_cost(self) -> float:
-        return REF_COST
-
-
-@dataclass
-class ReportData:
-    study_name: str
-    storage: str
-    meta: dict[str, Any]
-    profiles: list[ProfileView]
-    counts: dict[str, int]
-    compute_s: float | None
-    span_s: float | None
-    split_note: str
-    frame: pd.DataFrame
-    fronts: list[FrontView]
-    ranks: RankView | None
-    candidates: list[Candidate]
-    pareto_rows: list[dict[str, Any]]
-    strength_keys: list[str]
-    failed: list[dict[str, Any]]
-    deployments: list[Deployment]
-    constraints: dict[str, Any]
-    comparisons: list[ComparisonView] = field(default_factory=list)
-
-    @property
-    def has_int8(self) -> bool:
-        """Any trial recorded an int8 variant (deployed as int8, or measured beside fp32)."""
-        return bool(not self.frame.empty and "accuracy_int8" in self.frame
-                    and self.frame["accuracy_int8"].notna().any())
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -219,12 +44,7 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _latency_source(result: dict[str, Any], profile: str) -> dict[str, Any]:
-    final = result.get("latency_ms_final", {}).get(profile)
-    return final if final is not None else result.get("latency_ms", {}).get(profile, {}) or {}
-
-
-def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[ProfileView]:
+def _profile_views(study: optuna.Study, done: list[RecordedTrial]) -> list[ProfileView]:
     views = []
     for p in study.user_attrs.get("profiles", []):
         name = p["name"]
@@ -232,12 +52,11 @@ def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[Profile
         finals = 0
         resolved = ""  # the target as TVM built it (e.g. mcpu = host resolved), from the timings
         for t in done:
-            result = t.user_attrs.get("result", {})
-            src = _latency_source(result, name)
-            if src.get("tvm") is not None:
-                flags.append(bool(src.get("tuned", False)))
-                resolved = resolved or str(src.get("target") or "")
-            finals += int(result.get("latency_ms_final", {}).get(name) is not None)
+            src = t.record.latency(name)
+            if src is not None and src.tvm is not None:
+                flags.append(bool(src.tuned))
+                resolved = resolved or src.target
+            finals += int(t.record.is_final(name))
         if flags:
             tuning = "tuned" if all(flags) else "untuned" if not any(flags) else "partly tuned"
         elif "tuned" in p:
@@ -249,22 +68,22 @@ def _profile_views(study: optuna.Study, done: list[FrozenTrial]) -> list[Profile
     return views
 
 
-def _dense(done: list[FrozenTrial], profile: str | None) -> tuple[float | None, float | None, str, str]:
-    """Dense baseline: validation accuracy, cost, a note on where the cost comes from, and its tuning."""
-    results = [t.user_attrs["result"] for t in done]
-    accs = [_num(r.get("accuracy_dense")) for r in results]
+def _dense(done: list[RecordedTrial], profile: str | None) -> tuple[float | None, float | None, str, str]:
+    """Dense baseline: validation accuracy, cost, a note on where the cost comes from, and its tuning.
+    The cost is the median of the trials' dense latencies by the record's rule, taken over the trials
+    re-timed on the profile when there are any (so the dense net is fully tuned like the front)."""
+    records: list[TrialRecord] = [t.record for t in done]
+    accs = [_num(r.dense.accuracy) for r in records]
     acc = next((a for a in accs if a is not None), None)
     if profile is None:
-        macs = next((_num(r.get("flops_dense")) for r in results if r.get("flops_dense") is not None), None)
+        macs = next((_num(r.flops_dense) for r in records if r.flops_dense is not None), None)
         return acc, macs, "dense network (MACs counted)", ""
-    finals = [r["latency_ms_dense_final"][profile] for r in results
-              if r.get("latency_ms_dense_final", {}).get(profile)]
-    # prefer the fully tuned re-timing of the dense net, made with the candidates' final re-timing
-    sources = finals or [r.get("latency_ms_dense", {}).get(profile, {}) for r in results]
-    lats = [v for v in (_num(src.get("tvm")) for src in sources) if v is not None]
+    retimed = [r for r in records if r.is_final(profile)]
+    sources: list[Latency | None] = [r.dense_latency(profile) for r in (retimed or records)]
+    lats = [v for v in (_num(src.tvm) for src in sources if src is not None) if v is not None]
     if not lats:
         return acc, None, "no dense latency recorded on this profile", ""
-    tuned = {bool(src.get("tuned", False)) for src in sources if src}
+    tuned = {bool(src.tuned) for src in sources if src is not None}
     kind = "tuned" if tuned == {True} else "untuned" if tuned == {False} else "partly tuned"
     note = f"dense network, median of {len(lats)} {kind} TVM timing{'s' if len(lats) != 1 else ''} recorded " \
            f"with the trials"
@@ -301,20 +120,28 @@ def _hypervolume(view: FrontView) -> None:
     view.hv_last_gain = view.trials[gains[-1]] if gains else None
 
 
-def _front_view(done: list[FrozenTrial], profile: ProfileView | None,
+def _cost(record: TrialRecord, profile: str | None) -> float | None:
+    """MACs, or the TVM latency on ``profile`` by the record's rule."""
+    if profile is None:
+        return _num(record.flops)
+    lat = record.latency(profile)
+    return _num(lat.tvm) if lat is not None else None
+
+
+def _front_view(done: list[RecordedTrial], profile: ProfileView | None,
                 constraints: dict[str, Any]) -> FrontView:
     trials, acc, acc_test, cost, int8 = [], [], [], [], []
     for t in done:
-        result = t.user_attrs["result"]
-        c = _num(result.get("flops")) if profile is None else _num(trial_latency(result, profile.name, "tvm"))
-        a = _num(result.get("accuracy"))
+        rec = t.record
+        c = _cost(rec, profile.name if profile else None)
+        a = _num(rec.accuracy)
         if c is None or a is None:
             continue
         trials.append(t.number)
         acc.append(a)
-        acc_test.append(_num(result.get("accuracy_test")))
+        acc_test.append(_num(rec.accuracy_test))
         cost.append(c)
-        int8.append(result.get("precision") == "int8")
+        int8.append(rec.precision == "int8")
     min_acc = constraints["min_accuracy"]
     max_cost = constraints["max_latency_ms"].get(profile.name) if profile else None
     front = [trials[i] for i in pareto_indices(acc, cost)]
@@ -373,15 +200,14 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(ra.corr(rb))
 
 
-def _rank_view(done: list[FrozenTrial], profiles: list[ProfileView]) -> RankView | None:
+def _rank_view(done: list[RecordedTrial], profiles: list[ProfileView]) -> RankView | None:
     if len(profiles) < 2:
         return None
     names = [p.name for p in profiles]
     trials: list[int] = []
     lat: dict[str, list[float]] = {n: [] for n in names}
     for t in done:
-        result = t.user_attrs["result"]
-        values = [_num(trial_latency(result, n, "tvm")) for n in names]
+        values = [_cost(t.record, n) for n in names]
         if any(v is None for v in values):
             continue
         trials.append(t.number)
@@ -394,9 +220,9 @@ def _rank_view(done: list[FrozenTrial], profiles: list[ProfileView]) -> RankView
     return RankView(profiles=names, trials=trials, latency=lat, rank=rank, spearman=pairs)
 
 
-def _layer_rows(result: dict[str, Any]) -> list[LayerRow]:
+def _layer_rows(record: TrialRecord) -> list[LayerRow]:
     rows = []
-    for name, kept in (result.get("layers") or {}).items():
+    for name, kept in (record.extra.get("layers") or {}).items():
         dense = kept.get("dense", {})
         rows.append(LayerRow(name=name,
                              filters=(int(kept.get("filters", 0)), int(dense.get("filters", 0))),
@@ -406,16 +232,13 @@ def _layer_rows(result: dict[str, Any]) -> list[LayerRow]:
     return rows
 
 
-def _layer_latency(result: dict[str, Any], profiles: list[ProfileView]) -> tuple[list[LayerLatency], list[str]]:
+def _layer_latency(record: TrialRecord, profiles: list[ProfileView]) -> tuple[list[LayerLatency], list[str]]:
     found, missing = [], []
     for p in profiles:
-        entries = None
-        for src in (result.get("latency_ms_final", {}).get(p.name), result.get("latency_ms", {}).get(p.name)):
-            if src and src.get("per_layer"):
-                entries = src
-                break
+        entries = next((src for src in (record.latency(p.name), record.cheap_latency(p.name))
+                        if src is not None and src.per_layer), None)
         rows = []
-        for item in (entries or {}).get("per_layer") or []:
+        for item in entries.per_layer if entries is not None else []:
             value = _num(item.get("ms")) if isinstance(item, dict) else None
             if value is not None:
                 rows.append((str(item.get("name", "?")), value))
@@ -423,7 +246,7 @@ def _layer_latency(result: dict[str, Any], profiles: list[ProfileView]) -> tuple
             missing.append(p.name)
             continue
         total = sum(v for _, v in rows)
-        found.append(LayerLatency(profile=p.name, tuning="tuned" if entries.get("tuned") else "untuned",
+        found.append(LayerLatency(profile=p.name, tuning="tuned" if entries.tuned else "untuned",
                                   rows=[(n, v, v / total if total > 0 else 0.0) for n, v in rows], total=total))
     return found, missing
 
@@ -474,14 +297,15 @@ def _comparisons(study: optuna.Study, others: Sequence[optuna.Study],
 def collect(study: optuna.Study, storage_url: str, compare: Sequence[optuna.Study] = ()) -> ReportData:
     """Read ``study`` into a :class:`ReportData` (fronts, picks, hypervolume, candidates, failures), with
     the ``compare`` studies (baselines on the same space and profiles) overlaid in a comparison section."""
-    all_trials = study_trials(study)
-    done = [t for t in all_trials if t.state == TrialState.COMPLETE and t.user_attrs.get("result")]
+    all_trials = trial_records(study)
+    done = [t for t in all_trials if t.complete]
     states = {"complete": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED,
               "running": TrialState.RUNNING, "waiting": TrialState.WAITING}
     counts = {label: sum(1 for t in all_trials if t.state == state) for label, state in states.items()}
-    finished = [t for t in all_trials if t.duration is not None]
-    starts = [t.datetime_start for t in all_trials if t.datetime_start]
-    ends = [t.datetime_complete for t in all_trials if t.datetime_complete]
+    frozen = [t.trial for t in all_trials]
+    finished = [t for t in frozen if t.duration is not None]
+    starts = [t.datetime_start for t in frozen if t.datetime_start]
+    ends = [t.datetime_complete for t in frozen if t.datetime_complete]
     span = (max(ends) - min(starts)).total_seconds() if starts and ends else None
 
     profiles = _profile_views(study, done)
@@ -497,25 +321,24 @@ def collect(study: optuna.Study, storage_url: str, compare: Sequence[optuna.Stud
     candidates = []
     for n in chosen:
         t = results[n]
-        result = t.user_attrs["result"]
-        lat, missing = _layer_latency(result, profiles)
-        rows = _layer_rows(result)
+        rec = t.record
+        lat, missing = _layer_latency(rec, profiles)
         candidates.append(Candidate(
             trial=n, fronts=[f.label for f in fronts if n in f.front],
             recommended_for=[f.label for f in fronts if f.recommended == n], row=by_trial.get(n, {}),
-            strengths=dict(t.user_attrs.get("strengths") or result.get("strengths") or {}),
-            layers=rows, blocks_removed=list(result.get("blocks_removed") or []), latency=lat,
-            latency_missing=missing, saved_to=result.get("saved_to"),
-            final=[p.name for p in profiles if result.get("latency_ms_final", {}).get(p.name) is not None],
-            float_ops=[str(op) for op in result.get("float_ops") or []],
-            int8_measured=result.get("accuracy_int8") is not None))
-    strength_keys = sorted({k for t in done for k in (t.user_attrs.get("strengths") or {})})
+            strengths=dict(t.trial.user_attrs.get("strengths") or rec.extra.get("strengths") or {}),
+            layers=_layer_rows(rec), blocks_removed=list(rec.extra.get("blocks_removed") or []), latency=lat,
+            latency_missing=missing, saved_to=rec.extra.get("saved_to"),
+            final=[p.name for p in profiles if rec.is_final(p.name)],
+            float_ops=[str(op) for op in rec.extra.get("float_ops") or []],
+            int8_measured=rec.int8 is not None and rec.int8.accuracy is not None))
+    strength_keys = sorted({k for t in done for k in (t.trial.user_attrs.get("strengths") or {})})
     pareto_rows = [c.row | {"fronts": c.fronts, "strengths": c.strengths, "final": c.final}
                    for c in candidates if c.fronts]
     deployments = [Deployment(front=f, command=export_command(study.study_name, url, f.recommended,
                                                               f.profile.name if f.profile else None))
                    for f in fronts if f.recommended is not None]
-    first = done[0].user_attrs["result"] if done else {}
+    first = done[0].record.extra if done else {}
     return ReportData(
         study_name=study.study_name, storage=url, meta=dict(study.user_attrs), profiles=profiles, counts=counts,
         compute_s=sum(t.duration.total_seconds() for t in finished) if finished else None, span_s=span,

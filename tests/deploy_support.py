@@ -1,4 +1,4 @@
-"""Small real networks and profile files shared by the deploy tests (no tests here)."""
+"""Small real networks and profile files shared by the deploy tests (a helper module, not a test file)."""
 
 from __future__ import annotations
 

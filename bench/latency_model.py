@@ -1,0 +1,148 @@
+"""The latency model's accuracy: predicted against measured TVM latency, per profile.
+
+Every measured candidate records the prediction its profile's latency model made *before* the
+measurement was added to the model (``predicted_ms``). This script prints, per profile, each
+prediction beside its measurement, the median absolute % error and the share within ±10 %
+(issue 11's target: >= 90 % within ±10 %).
+
+Two sources:
+
+* ``--study NAME --storage URL`` (repeatable ``--study``): the measured candidates of existing
+  studies (search trials, dense baselines, final re-timings; cached timings are not counted);
+* ``--fixed N --profile FILE``: N fixed LeNet candidates (seeded kept widths in multiples of the
+  profile's ``channel_round``, every third one with a lowered conv2) measured here one after the
+  other through the same hook the search uses, so each is predicted from the ones before it.
+
+Commands (timings need an idle machine; numbers on a shared one mean little):
+
+  python bench/latency_model.py --study lenet_mnist5k-x86_cpu --storage sqlite:///hwssl.db
+  python bench/latency_model.py --fixed 24 --profile hardware_profiles/x86_cpu.toml
+  python bench/latency_model.py --fixed 3 --profile hardware_profiles/x86_cpu.toml --no-tune --cache /tmp/lm  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def fixed_lenets(n: int, channel_round: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` compacted LeNet specs (the paper's 20/50/500 widths as the dense net first)."""
+    from hwssl.models import model_spec
+    from hwssl.models.layers import canonical_columns
+
+    rng = random.Random(seed)
+    r = max(1, channel_round)
+    specs = [model_spec("lenet", 1, (28, 28), 10)]
+    while len(specs) < n:
+        c1 = r * rng.randint(max(1, 4 // r), 20 // r)
+        c2 = r * rng.randint(max(1, 4 // r), 48 // r)
+        f1 = rng.choice([64, 100, 200, 300, 500])
+        spec = model_spec("lenet", 1, (28, 28), 10)
+        layers = spec["layers"]
+        layers[0]["out"], layers[2]["in"], layers[2]["out"] = c1, c1, c2
+        layers[5]["in"], layers[5]["out"], layers[6]["in"] = c2 * 16, f1, f1
+        if len(specs) % 3 == 2:
+            keep = rng.uniform(0.2, 0.6)
+            cols = [[c, i, j] for c in range(c1) for i in range(5) for j in range(5) if rng.random() < keep]
+            layers[2]["columns"] = [list(x) for x in canonical_columns(cols or [[0, 2, 2]])]
+        specs.append(spec)
+    return specs[:n]
+
+
+def measure_fixed(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, float, float | None]]]]:
+    import torch
+
+    from hwssl.compact import arch_key
+    from hwssl.config.profile import load_profile
+    from hwssl.latency.record import measure_with_model
+    from hwssl.models import build_model
+
+    profile = load_profile(args.profile)
+    rows = []
+    for i, spec in enumerate(fixed_lenets(args.fixed, profile.channel_round, args.seed)):
+        model = build_model(spec).eval()
+        example = torch.zeros(profile.batch, *spec["input"])
+        lat = measure_with_model(model, example, profile, spec=spec, arch_key=arch_key(spec), tune=not args.no_tune,
+                                 trials_per_task=args.trials_per_task)
+        layers = spec["layers"]
+        label = f"{i:2d} {layers[0]['out']}/{layers[2]['out']}/{layers[5]['out']}" + \
+            (" lowered" if layers[2].get("columns") else "")
+        if lat.get("latency_model_error"):
+            raise SystemExit(lat["latency_model_error"])
+        rows.append((label, float(lat["tvm"]), lat.get("predicted_ms")))
+        print(f"measured {label}: {lat['tvm']:.4f} ms", flush=True)
+    return [(profile.name, rows)]
+
+
+def from_studies(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, float, float | None]]]]:
+    from hwssl.report import load_study
+    from hwssl.report.latency import collect_latency
+
+    out: dict[str, list[tuple[str, float, float | None]]] = {}
+    for name in args.study:
+        section = collect_latency(load_study(name, args.storage))
+        for view in section.predictions:
+            rows = out.setdefault(view.profile, [])
+            rows += [(f"{name} {p.label} ({p.source})", p.measured, p.predicted) for p in view.points]
+            if view.unpredicted:
+                print(f"{view.profile}: {view.unpredicted} measurement(s) of {name} taken before the model had data")
+    return list(out.items())
+
+
+def summary(rows: list[tuple[str, float, float | None]]) -> str:
+    errors = [abs(p - m) / m for _, m, p in rows if p is not None and m > 0]
+    if not errors:
+        return "no predicted measurement"
+    within = sum(e <= 0.10 for e in errors) / len(errors)
+    return (f"{len(errors)} predicted measurements: median absolute error {100 * statistics.median(errors):.1f} %, "
+            f"{100 * within:.0f} % within ±10 % (target >= 90 %)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", action="append", default=[], help="study name (repeatable)")
+    p.add_argument("--storage", default=f"sqlite:///{Path.cwd() / 'hwssl.db'}")
+    p.add_argument("--fixed", type=int, default=0, help="measure N fixed LeNet candidates instead")
+    p.add_argument("--profile", default=str(ROOT / "hardware_profiles" / "x86_cpu.toml"))
+    p.add_argument("--no-tune", action="store_true", help="untuned TVM (its own model file)")
+    p.add_argument("--trials-per-task", type=int, help="default: the profile's cheap budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", help="cache root for --fixed (tuning database and model); default $HWSSL_CACHE")
+    args = p.parse_args(argv)
+    if not args.study and not args.fixed:
+        p.error("give --study NAME (with --storage) or --fixed N")
+    if args.cache:
+        os.environ["HWSSL_CACHE"] = args.cache
+    from hwssl.report import StudyNotFound
+
+    try:
+        groups = measure_fixed(args) if args.fixed else from_studies(args)
+    except StudyNotFound as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for profile, rows in groups:
+        print(f"\n== {profile}")
+        print(f"{'candidate':<44} {'measured':>10} {'predicted':>10} {'error':>8}")
+        for label, measured, predicted in rows:
+            if predicted is None:
+                print(f"{label:<44} {measured:10.4f} {'-':>10} {'-':>8}")
+            else:
+                error = 100 * (predicted - measured) / measured
+                print(f"{label:<44} {measured:10.4f} {predicted:10.4f} {error:+7.1f}%")
+        print(summary(rows))
+        half = rows[len(rows) // 2:]
+        if len(rows) >= 6:
+            print(f"second half only: {summary(half)}")
+
+
+if __name__ == "__main__":
+    main()

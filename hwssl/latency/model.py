@@ -1,0 +1,274 @@
+"""The latency model of one hardware profile: observations, fit, prediction, storage.
+
+Observations are of two kinds: *kernel* times (a per-kernel breakdown of a measured build, or the
+best record of a workload in the profile's tuning database) and *network* times (a whole measured
+candidate, with the kernels its spec lowers to). A kernel's current time is the median of its
+three most recent per-kernel observations (tuning improves a workload over a study; the database
+always applies its best schedule), else its tuning-database time. :meth:`LatencyModel.refit`
+rebuilds that lookup table, the per-kind regressions and the network calibration
+(:mod:`hwssl.latency.fit`); :meth:`LatencyModel.predict` is pure Python over the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from hwssl.latency.fit import Calibration, KernelFits, fit_calibration, fit_kernels, fit_kind, geometry, work
+from hwssl.latency.kernels import KernelDesc, from_measured, spec_kernels
+
+FORMAT = 2
+RECENT = 3              # per-kernel observations of one key that make its current time
+MAX_NETWORKS = 1000     # oldest network observations are dropped beyond this
+
+
+class LatencyModelError(RuntimeError):
+    """A model file that cannot be used here (another device, another profile, unreadable)."""
+
+
+@dataclass
+class Identity:
+    """What a model belongs to: the device fingerprint and the profile's timing key, plus the
+    batch and SIMD lanes it predicts for."""
+
+    device: str
+    profile_key: str
+    profile: str
+    batch: int = 1
+    lanes: int = 8
+    tuned: bool = True
+
+
+@dataclass
+class NetworkObs:
+    arch_key: str
+    measured_ms: float
+    kernels: list[KernelDesc]
+    seq: int
+    source: str = "search"
+
+
+@dataclass
+class Prediction:
+    """A spec's predicted latency and where it comes from, kernel by kernel."""
+
+    total_ms: float
+    kernel_sum_ms: float
+    kernels: list[tuple[KernelDesc, float, str]]  # (kernel, ms, "table" | "fit:<source>")
+
+    def by_layer(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k, ms, _ in self.kernels:
+            out[k.layer] = out.get(k.layer, 0.0) + ms
+        return out
+
+
+@dataclass
+class LatencyModel:
+    identity: Identity
+    kernel_obs: dict[str, list[tuple[int, float, str]]] = field(default_factory=dict)  # key -> [(seq, ms, arch)]
+    descs: dict[str, KernelDesc] = field(default_factory=dict)
+    db_obs: dict[str, float] = field(default_factory=dict)                       # key -> best tuned ms
+    networks: list[NetworkObs] = field(default_factory=list)
+    seq: int = 0
+    path: Path | None = None
+    fits: KernelFits = field(default_factory=KernelFits)
+    calibration: Calibration = field(default_factory=Calibration)
+    table: dict[str, tuple[KernelDesc, float]] = field(default_factory=dict)
+    residuals: dict[tuple[object, ...], list[tuple[float, float]]] = field(default_factory=dict)
+    _memo: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)  # key -> price, per fit
+
+    # -- observations ------------------------------------------------------------------------------------------
+
+    @property
+    def points(self) -> int:
+        """Measured networks the current fit has seen."""
+        return len(self.networks)
+
+    def add_kernel(self, desc: KernelDesc, ms: float, arch: str = "") -> None:
+        if ms <= 0:
+            return
+        self.seq += 1
+        base = KernelDesc(desc.kind, desc.args, desc.out)
+        self.descs.setdefault(base.key, base)
+        self.kernel_obs.setdefault(base.key, []).append((self.seq, float(ms), arch))
+
+    def add_measurement(self, spec: dict[str, Any], measured_ms: float, *, arch_key: str = "",
+                        per_kernel: Sequence[dict[str, Any]] = (), source: str = "search") -> None:
+        """Record one measured network (and its per-kernel breakdown when given). A repeat of the same
+        ``arch_key`` replaces its earlier observation. Call :meth:`refit` afterwards."""
+        if arch_key:
+            self.networks = [n for n in self.networks if n.arch_key != arch_key]
+            for key, obs in list(self.kernel_obs.items()):
+                kept = [o for o in obs if o[2] != arch_key]
+                if kept:
+                    self.kernel_obs[key] = kept
+                else:
+                    del self.kernel_obs[key]
+        for row in per_kernel:
+            desc = from_measured(row)
+            if desc is not None and row.get("ms") is not None:
+                self.add_kernel(desc, float(row["ms"]), arch_key)
+        if measured_ms and measured_ms > 0:
+            self.seq += 1
+            self.networks.append(NetworkObs(arch_key, float(measured_ms),
+                                            spec_kernels(spec, self.identity.batch), self.seq, source))
+            self.networks = self.networks[-MAX_NETWORKS:]
+
+    def set_database(self, entries: Sequence[tuple[KernelDesc, float]]) -> None:
+        """Replace the tuning-database kernel times (re-read at every refit)."""
+        self.db_obs = {}
+        for desc, ms in entries:
+            self.descs.setdefault(desc.key, desc)
+            self.db_obs[desc.key] = min(ms, self.db_obs.get(desc.key, float("inf")))
+
+    # -- fit and predict ---------------------------------------------------------------------------------------
+
+    def refit(self) -> None:
+        self._memo = {}
+        table: dict[str, tuple[KernelDesc, float]] = {}
+        for key, ms in self.db_obs.items():
+            table[key] = (self.descs[key], ms)
+        for key, obs in self.kernel_obs.items():
+            recent = [ms for _, ms, _ in sorted(obs)[-RECENT:]]
+            table[key] = (self.descs[key], float(statistics.median(recent)))
+        self.table = table
+        lanes = self.identity.lanes
+        self.fits = fit_kernels(table, lanes)
+        self.residuals = {}
+        for desc, ms in table.values():
+            x = work(desc, lanes)
+            line = self.fits.line(fit_kind(desc))(x)
+            if x > 0 and line > 0 and ms > 0:
+                self.residuals.setdefault(geometry(desc), []).append((math.log(x), math.log(ms / line)))
+        rows = []
+        for net in self.networks:
+            ksum = sum(self._kernel_ms(k)[0] for k in net.kernels)
+            rows.append((ksum, len(net.kernels), net.measured_ms))
+        self.calibration = fit_calibration(rows)
+
+    @property
+    def version(self) -> int:
+        """Observation counter: two predictions with the same version come from the same data."""
+        return self.seq
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the model has seen anything to predict from."""
+        return bool(self.table) or bool(self.networks)
+
+    def _kernel_ms(self, k: KernelDesc) -> tuple[float, str]:
+        key = k.key
+        memo = self._memo.get(key)
+        if memo is None:
+            memo = self._memo[key] = self._price(k, key)
+        return memo
+
+    def _price(self, k: KernelDesc, key: str) -> tuple[float, str]:
+        hit = self.table.get(key)
+        if hit is not None:
+            return hit[1], "table"
+        line = self.fits.line(fit_kind(k))
+        x = work(k, self.identity.lanes)
+        ms = max(line(x), 1e-6)
+        near = self.residuals.get(geometry(k))
+        if not near or x <= 0:
+            return ms, f"fit:{line.source}"
+        lx = math.log(x)
+        closest = sorted(near, key=lambda p: abs(p[0] - lx))[:2]
+        weights = [1.0 / (abs(p[0] - lx) + 0.1) for p in closest]
+        corr = sum(w * p[1] for w, p in zip(weights, closest)) / sum(weights)
+        return ms * math.exp(corr), f"fit:{line.source}+neighbours"
+
+    def kernel_ms(self, k: KernelDesc) -> float:
+        """One kernel's predicted time (lookup, else the kind's regression)."""
+        return self._kernel_ms(k)[0]
+
+    def explain(self, spec: dict[str, Any]) -> Prediction:
+        kernels = spec_kernels(spec, self.identity.batch)
+        rows = [(k, *self._kernel_ms(k)) for k in kernels]
+        ksum = sum(ms for _, ms, _ in rows)
+        return Prediction(self.calibration(ksum, len(kernels)), ksum, rows)
+
+    def predict(self, spec: dict[str, Any]) -> float:
+        """Predicted network latency (ms) of an architecture spec on this profile."""
+        return self.explain(spec).total_ms
+
+    # -- storage -----------------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Kernel descriptions are stored once (``descs``); networks list indices into them."""
+        index: dict[KernelDesc, int] = {}
+        for net in self.networks:
+            for k in net.kernels:
+                index.setdefault(k, len(index))
+        return {
+            "format": FORMAT, "identity": vars(self.identity), "seq": self.seq,
+            "kernels": {key: {"desc": self.descs[key].to_json(), "obs": [list(o) for o in obs]}
+                        for key, obs in self.kernel_obs.items()},
+            "descs": [k.to_json() for k in index],
+            "networks": [{"arch_key": n.arch_key, "measured_ms": n.measured_ms, "seq": n.seq, "source": n.source,
+                          "kernels": [index[k] for k in n.kernels]} for n in self.networks],
+            "fit": {"kernels": self.fits.to_json(), "calibration": self.calibration.to_json(),
+                    "table_size": len(self.table), "database_kernels": len(self.db_obs)},
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically to ``path`` (default: where it was loaded from)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("no path to save the latency model to")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        tmp.replace(target)
+        self.path = target
+        return target
+
+    @staticmethod
+    def from_json(data: dict[str, Any], path: Path | None = None) -> "LatencyModel":
+        ident = Identity(**data["identity"])
+        model = LatencyModel(identity=ident, seq=int(data.get("seq", 0)), path=path)
+        for key, entry in data.get("kernels", {}).items():
+            desc = KernelDesc.from_json(entry["desc"])
+            model.descs[desc.key] = desc
+            model.kernel_obs[desc.key] = [(int(o[0]), float(o[1]), str(o[2])) for o in entry["obs"]]
+        descs = [KernelDesc.from_json(k) for k in data.get("descs", [])]
+        for n in data.get("networks", []):
+            model.networks.append(NetworkObs(str(n["arch_key"]), float(n["measured_ms"]),
+                                             [descs[int(i)] for i in n["kernels"]], int(n["seq"]),
+                                             str(n.get("source", "search"))))
+        return model
+
+
+def load_model_file(path: str | Path, expected: Identity) -> LatencyModel:
+    """Read a model file, refusing one fitted on another device or for another timing setup."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise LatencyModelError(f"{path}: latency model format {data.get('format')!r}, expected {FORMAT}; "
+                                    "delete the file to start a new model")
+        ident = data["identity"]
+        have_device, have_key = ident["device"], ident["profile_key"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LatencyModelError(f"{path}: unreadable latency model ({type(exc).__name__}: {exc}); "
+                                "delete the file to start a new model") from None
+    if have_device != expected.device:
+        raise LatencyModelError(f"{path}: latency model fitted on device {have_device!r}, but this profile runs "
+                                f"on {expected.device!r}; it is not used (delete it or point tuning.database "
+                                "elsewhere)")
+    if have_key != expected.profile_key or int(ident.get("batch", 1)) != expected.batch:
+        raise LatencyModelError(f"{path}: latency model fitted for profile key {have_key!r} at batch "
+                                f"{ident.get('batch', 1)}, expected {expected.profile_key!r} at batch "
+                                f"{expected.batch} (threads, target or timing changed); delete the file")
+    try:
+        return LatencyModel.from_json(data, path)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise LatencyModelError(f"{path}: unreadable latency model ({type(exc).__name__}: {exc}); "
+                                "delete the file to start a new model") from None

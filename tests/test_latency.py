@@ -1,0 +1,199 @@
+"""The latency model on real builds: the spec walker against TVM's compiled kernels, a model fitted on
+measured LeNet-sized candidates predicting a held-out one, device keying, prediction speed."""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from deploy_support import fast_cpu_profile
+from hwssl.compact import arch_key
+from hwssl.config.profile import load_profile
+from hwssl.latency import LatencyModelError, load_model, model_path, observe, predictor, spec_kernels
+from hwssl.latency.fit import lanes_used
+from hwssl.latency.kernels import from_measured
+from hwssl.latency.record import measure_with_model
+from hwssl.models import build_model, model_spec
+from hwssl.models.layers import canonical_columns
+
+# Held-out accuracy the model must meet on this shared 2-core machine: other processes load it while the
+# test runs (load average 8 during development), two timings of the same untuned LeNet taken a minute apart
+# differed by up to ~2x, and one run missed a factor of 2 by 0.5 %. So the prediction must be within a
+# factor of 3 of the measurement taken in the same test; the ordering check below is the sharper one. The
+# held-out net shares most kernel shapes with the measured ones; its one new conv is priced by the
+# regression and its measured neighbours. The ±10 % target is checked by bench/latency_model.py on an idle
+# machine.
+HELD_OUT_FACTOR = 3.0
+PREDICT_BUDGET_MS = 10.0
+
+
+def lenet(c1: int, c2: int, f1: int, columns_every: int | None = None) -> dict:
+    """A compacted LeNet spec (width 0.5 input sizes) with the given kept widths; ``columns_every``
+    lowers conv2 to the shape columns (c, i, j) with (c + i + j) % columns_every == 0."""
+    spec = model_spec("lenet", 1, (28, 28), 10, 0.5)
+    layers = spec["layers"]
+    layers[0]["out"], layers[2]["in"], layers[2]["out"] = c1, c1, c2
+    layers[5]["in"], layers[5]["out"], layers[6]["in"] = c2 * 16, f1, f1
+    if columns_every:
+        cols = [[c, i, j] for c in range(c1) for i in range(5) for j in range(5) if (c + i + j) % columns_every == 0]
+        layers[2]["columns"] = [list(x) for x in canonical_columns(cols)]
+    return spec
+
+
+def compacted_resnet() -> dict:
+    """ResNet-20 (width 0.25, 16x16) with removed blocks (with and without a shortcut conv), a channel
+    gather with a bias map, and a padded lowered conv with one offset keeping every channel."""
+    spec = model_spec("resnet20", 1, (16, 16), 10, 0.25)
+    b = spec["stages"][0][1]
+    spec["stages"][0][1] = {"removed": True, "stride": 1, "in": b["in"], "out": b["out"], "downsample": False,
+                            "const": [b["out"], 1, 1], "relu": True}
+    b = spec["stages"][1][0]
+    spec["stages"][1][0] = {"removed": True, "stride": 2, "in": b["in"], "out": b["out"], "downsample": True,
+                            "const": None, "relu": True}
+    b = spec["stages"][1][1]
+    b["conv1"].update(in_index=[0, 1, 3, 5, 6], bias_map=[6, 8, 8], out=6)
+    b["conv2"]["in"] = 6
+    cols = [[c, i, j] for c in range(16) for i in range(3) for j in range(3) if (c + i) % 2 == 0 or (i, j) == (1, 1)]
+    spec["stages"][2][2]["conv2"]["columns"] = [list(x) for x in canonical_columns(cols)]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    return load_profile(fast_cpu_profile(tmp_path_factory.mktemp("prof"), threads=1))
+
+
+def test_spec_kernels_are_the_kernels_tvm_compiles(profile):
+    import hwssl.deploy  # noqa: F401  (sets TVM_NUM_THREADS before TVM starts)
+    from hwssl.deploy.compile import build, import_model, prepare
+    from hwssl.deploy.measure import kernel_arg_shapes
+    from hwssl.deploy.target import make_target
+
+    target = make_target(profile)
+    for spec in (lenet(8, 16, 100, columns_every=3), compacted_resnet()):
+        model = build_model(spec).eval()
+        compiled = build(prepare(import_model(model, torch.randn(1, *spec["input"]), profile), target), target)
+        built = collections.Counter(
+            from_measured({"name": k.name, "args": kernel_arg_shapes(k), "out_shape": list(k.out[0])}).key
+            for k in compiled.kernels)
+        walked = collections.Counter(k.key for k in spec_kernels(spec))
+        assert built == walked, (dict(built - walked), dict(walked - built))
+
+
+def test_only_widths_with_a_divisor_near_the_simd_width_get_vector_lanes():
+    assert [lanes_used(w, 8) for w in (16, 12, 13, 7, 20, 50)] == [8, 6, 1, 7, 5, 5]
+    assert lanes_used(64, 16) == 16 and lanes_used(3, 1) == 1
+
+
+@pytest.fixture(scope="module")
+def fitted(profile, tmp_path_factory):
+    """Untuned real builds of five LeNet-sized candidates measured through the model hook, in order, in
+    their own cache; then a held-out candidate predicted and measured."""
+    root = tmp_path_factory.mktemp("latency")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HWSSL_CACHE", str(root))
+        records = []
+        for spec in (lenet(10, 25, 250), lenet(8, 16, 100), lenet(10, 16, 250), lenet(8, 25, 100, columns_every=3),
+                     lenet(4, 8, 100)):
+            lat = measure_with_model(build_model(spec).eval(), torch.randn(1, 1, 28, 28), profile, spec=spec,
+                                     arch_key=arch_key(spec), tune=False)
+            records.append((spec, lat))
+        model = load_model(profile, tuned=False)
+        held_out = lenet(8, 25, 250)
+        predicted = model.predict(held_out)
+        measured = measure_with_model(build_model(held_out).eval(), torch.randn(1, 1, 28, 28), profile,
+                                      spec=held_out, arch_key=arch_key(held_out), tune=False)
+    return {"root": root, "records": records, "model": model, "held_out": held_out, "predicted": predicted,
+            "measured": measured}
+
+
+def test_every_measurement_records_a_prediction_made_before_it_was_added(fitted):
+    records = fitted["records"]
+    first = records[0][1]
+    assert first["predicted_ms"] is None and first["latency_model"]["points"] == 0  # nothing seen yet
+    for n, (_, lat) in enumerate(records[1:], start=1):
+        assert lat["tvm"] > 0 and lat["predicted_ms"] > 0
+        assert lat["latency_model"]["points"] == n  # the n measurements before this one, not itself
+        assert lat["per_layer"] and all("args" in row for row in lat["per_layer"])  # new shapes: breakdown taken
+    assert Path(first["latency_model"]["file"]).name == "latency_model_untuned.json"
+
+
+def test_model_fitted_on_measured_lenets_predicts_a_held_out_one(fitted):
+    measured = fitted["measured"]
+    assert measured["predicted_ms"] == pytest.approx(fitted["predicted"], rel=1e-9)  # the hook predicted the same
+    ratio = fitted["predicted"] / measured["tvm"]
+    assert 1 / HELD_OUT_FACTOR <= ratio <= HELD_OUT_FACTOR, (fitted["predicted"], measured["tvm"])
+    # a clearly smaller and a clearly larger net are ranked as measured (dense 10/25/250 vs 4/8/100)
+    model = fitted["model"]
+    (dense_spec, dense), (small_spec, small) = fitted["records"][0], fitted["records"][-1]
+    assert (model.predict(dense_spec) > model.predict(small_spec)) == (dense["tvm"] > small["tvm"])
+
+
+def test_lowered_conv_is_priced_by_its_gathers_and_gemm(fitted):
+    model = fitted["model"]
+    lowered = lenet(8, 25, 100, columns_every=3)
+    explained = model.explain(lowered)
+    kinds = collections.Counter(k.kind for k, _, _ in explained.kernels if k.layer == "conv2")
+    assert kinds["slice"] == 25 and kinds["take"] == 25 and kinds["concat"] == 1 and kinds["conv"] == 1
+    assert all(source == "table" for k, _, source in explained.kernels)  # every shape was measured
+
+
+def test_a_removed_residual_block_saves_its_kernels(fitted):
+    model = fitted["model"]
+    dense = model_spec("resnet20", 1, (16, 16), 10, 0.25)
+    cut = copy.deepcopy(dense)
+    b = cut["stages"][0][1]
+    cut["stages"][0][1] = {"removed": True, "stride": 1, "in": b["in"], "out": b["out"], "downsample": False,
+                           "const": None, "relu": True}
+    assert len(spec_kernels(cut)) == len(spec_kernels(dense)) - 2
+    saved = model.predict(dense) - model.predict(cut)
+    blocks = model.explain(dense).by_layer()
+    assert saved == pytest.approx(model.calibration.scale * (blocks["layer1.1.conv1"] + blocks["layer1.1.conv2"])
+                                  + 2 * model.calibration.per_kernel)
+
+
+def test_model_file_fitted_on_another_cpu_is_refused(fitted, profile, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWSSL_CACHE", str(fitted["root"]))
+    path = model_path(profile, tuned=False)
+    data = json.loads(path.read_text())
+    data["identity"]["device"] = "x86_64|Some Other CPU|64"
+    path.write_text(json.dumps(data))
+    before = path.read_text()
+    with pytest.raises(LatencyModelError) as err:
+        load_model(profile, tuned=False)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "Some Other CPU" in message
+    assert fitted["model"].identity.device in message
+    spec = lenet(4, 8, 100)
+    extra = observe(profile, spec, {"tvm": 0.1, "tuned": False}, arch_key=arch_key(spec))
+    assert extra == {"latency_model_error": message}
+    assert path.read_text() == before  # a refused file is left alone
+
+
+def test_prediction_of_a_spec_is_fast(fitted):
+    model = fitted["model"]
+    specs = [lenet(8, 24, 120, columns_every=2), compacted_resnet(), model_spec("resnet20", 3, (32, 32), 10)]
+    for spec in specs:
+        model.predict(spec)
+        samples = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            value = model.predict(spec)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        assert value > 0
+        assert statistics.median(samples) < PREDICT_BUDGET_MS, (spec["model"], samples)
+
+
+def test_predictor_is_a_plain_callable_over_specs(fitted, profile, monkeypatch):
+    monkeypatch.setenv("HWSSL_CACHE", str(fitted["root"] / "fresh"))
+    predict = predictor(profile)  # no model file yet: an empty model
+    assert predict(lenet(4, 8, 100)) > 0
+    spec = copy.deepcopy(fitted["held_out"])
+    assert spec_kernels(spec) == spec_kernels(fitted["held_out"])  # the walk does not mutate specs
