@@ -120,7 +120,7 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
     space, t = start.space, start.space.train
     target = space.ssl.target if target is None else target
     if hw_options_on(space.ssl) or target > 0:
-        from hwssl.budget.oracle import ssl_oracle
+        from hwssl.budget.cost import ssl_oracle
 
         cost = ssl_oracle(space, start.profiles, tune=start.tune)
         run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
