@@ -55,8 +55,8 @@ def uses_oracle(space: Any) -> bool:
 def check_oracle(space: Any, profiles: Sequence[Any]) -> None:
     """Refuse ``ssl.oracle = "latency"`` without a profile to price on (before any training)."""
     if space.ssl.oracle == "latency" and uses_oracle(space) and not profiles:
-        raise OracleError(f"{space.name}: ssl.oracle = \"latency\" prices groups with a profile's latency model; "
-                          f"give a --profile (or set ssl.oracle = \"macs\")")
+        raise OracleError(space.path, "ssl.oracle", "\"latency\" prices groups with a profile's latency model; "
+                          "give a --profile (or set ssl.oracle = \"macs\")")
 
 
 def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_root: Any = None,
@@ -66,7 +66,7 @@ def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_
     if name == "macs":
         return CostOracle("macs", spec_macs, "MACs")
     if name != "latency":
-        raise OracleError(f"{space.name}: ssl.oracle must be one of {list(ORACLE_NAMES)}, got {name!r}")
+        raise OracleError(space.path, "ssl.oracle", f"expected one of {list(ORACLE_NAMES)}, got {name!r}")
     check_oracle(space, profiles)
     from hwssl.latency.store import load_model
 
