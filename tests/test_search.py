@@ -181,7 +181,37 @@ def test_budget_mode_trials_sample_a_target_and_a_mix(tmp_path):
         assert 0.3 <= target <= 0.7 and trial.user_attrs["target"] == target == result["target"]
         assert set(result["strengths"]) == {"filter", "channel"}
         assert result["predicted_ratio"] <= target and result["budget"]["reached"]
-        assert result["predicted"] == result["flops"]
+        assert result["predicted"] == result["flops"] and result["oracle"] == "macs"
+    frame = trials_frame(study)
+    assert frame["target"].tolist() == [t.params["target"] for t in done]
+    assert frame["reached_ratio"].tolist() == [t.user_attrs["result"]["predicted_ratio"] for t in done]
+    assert frame["predicted"].tolist() == frame["macs"].tolist() and "path_of" not in frame
+
+
+def test_budget_search_with_the_latency_oracle_prices_in_ms_once_the_model_has_data(tmp_path, capsys):
+    """End to end on a real (untuned) profile: trial 0 finds no latency model data and prices with MACs
+    (saying so); its measurements (candidate and dense) fit the model, so trial 1 prices in ms."""
+    from deploy_support import fast_cpu_profile
+    from hwssl.config.profile import load_profile
+
+    path = tmp_path / "tiny_budget.toml"
+    path.write_text(BUDGET_SPACE.replace("latency_weighted = true", 'latency_weighted = true\noracle = "latency"'))
+    profile = load_profile(fast_cpu_profile(tmp_path, threads=1))
+    opts = SearchOptions(space=load_search_space(path), storage=f"sqlite:///{tmp_path / 's.db'}", trials=2,
+                         artifacts=str(tmp_path / "a"), profiles=[profile], tune=False)
+    study = run_search(opts)
+    first, second = [t.user_attrs["result"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert first["oracle"] == "macs" and "has no data yet" in first["oracle_note"] and "predicted_ms" not in first
+    assert second["oracle"] == "latency" and second["oracle_units"] == "ms" and second["oracle_profile"] == profile.name
+    assert second["predicted_ms"] == second["predicted"] and second["budget"]["reached"]
+    assert second["predicted_ratio"] <= second["target"]
+    assert second["budget"]["predicted_dense"] != second["flops_dense"]   # ms, not MACs
+    err = capsys.readouterr().err
+    assert "warning: the untuned latency model of profile" in err
+    line = next(x for x in err.splitlines() if x.startswith("[trial 1] done"))
+    assert f"target {second['target']:.3g} -> predicted {second['predicted']:.4g} ms" in line
+    frame = trials_frame(study)
+    assert frame["predicted_ms"].iloc[1] == second["predicted_ms"] and frame["oracle"].tolist() == ["macs", "latency"]
 
 
 def test_path_mode_turns_one_ssl_run_into_several_trials(tmp_path):
@@ -210,6 +240,10 @@ def test_path_mode_turns_one_ssl_run_into_several_trials(tmp_path):
     build_report(study, tmp_path / "report", opts.storage)
     csv = (tmp_path / "report" / "trials.csv").read_text().splitlines()
     assert len(csv) == 1 + len(done)                      # every snapshot is a row of the report
+    frame = trials_frame(study)
+    assert frame["path_of"].tolist()[1:] == [first.number] * 2 and frame["target"].tolist() == [0.7, 0.5, 0.3]
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<th class=\"num\">path of</th>" in html and f"#{first.number}</td>" in html
 
 
 def test_ctrl_c_on_a_journal_storage_keeps_finished_trials_and_exits_130(tiny_space_file, tmp_path):
