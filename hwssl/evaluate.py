@@ -120,12 +120,14 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
     space, t = start.space, start.space.train
     target = space.ssl.target if target is None else target
     if hw_options_on(space.ssl) or target > 0:
-        from hwssl.budget.cost import ssl_oracle
+        from hwssl.budget.cost import MAC_ORACLE, ssl_oracle
 
-        cost = ssl_oracle(space, start.profiles, tune=start.tune)
+        prices = space.ssl.latency_weighted or target > 0   # filter blocks alone price nothing
+        cost = ssl_oracle(space, start.profiles, tune=start.tune) if prices else MAC_ORACLE
         run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
                      channel_round=compaction_round(space, start.profiles), progress=progress)
-        run.phase.record.update(cost.record(run.phase.record))
+        if prices:
+            run.phase.record.update(cost.record(run.phase.record))
         return run.model, run.phase
     model = start.dense_model()
     reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)

@@ -47,6 +47,9 @@ class CostOracle:
         return out
 
 
+MAC_ORACLE = CostOracle("macs", spec_macs, "MACs")
+
+
 def uses_oracle(space: Any) -> bool:
     """Whether SSL of ``space`` prices specs at all (latency weights, a budget, a budget/path search)."""
     return bool(space.ssl.latency_weighted or space.ssl.target > 0 or space.search.mode in ("budget", "path"))
@@ -64,7 +67,7 @@ def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_
     """The cost oracle hardware-aware SSL of ``space`` uses on ``profiles`` (see the module docstring)."""
     name = space.ssl.oracle
     if name == "macs":
-        return CostOracle("macs", spec_macs, "MACs")
+        return MAC_ORACLE
     if name != "latency":
         raise OracleError(space.path, "ssl.oracle", f"expected one of {list(ORACLE_NAMES)}, got {name!r}")
     check_oracle(space, profiles)

@@ -43,8 +43,10 @@ class Objective:
             attrs["path_targets"] = space.search.path_targets()
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        label = ("path mix" if path else space.search.mode if method.records_strengths and
-                 space.search.mode == "budget" else "strengths" if method.records_strengths else method.name)
+        if not method.records_strengths:
+            label = method.name
+        else:
+            label = {"path": "path mix", "budget": "budget"}.get(space.search.mode, "strengths")
         self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
                                                    if isinstance(v, (int, float))}, label=label, precision=precision)
         if path:
