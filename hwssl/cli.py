@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Sequence
 
+from hwssl import runlog
 from hwssl.config import ConfigError
 
 from pathlib import Path
@@ -29,10 +30,8 @@ def _load_profiles(paths: Sequence[str]):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    space = _load_space(args.file)
-    searched = (f"{len(space.search.strengths)} searched" if space.search.mode == "strengths" else
-                f"{space.search.mode} search: a target and {len(space.search.budget_mix)} mix strengths")
-    print(f"ok: {args.file} ({space.model.name} on {space.data.name}, {len(space.strengths)} strengths, {searched})")
+    from hwssl.config.check import check_file
+    print(check_file(args.file, args.kind))
     return 0
 
 
@@ -45,6 +44,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hwssl.budget.cost import check_oracle
 
     check_oracle(space, profiles)
+    if profiles:  # TVM runs only for a profile
+        runlog.capture(Path(args.out) / runlog.LOG_NAME if args.out else
+                       runlog.study_log_path("hwssl-artifacts", f"evaluate-{space.name}"), verbose=args.verbose)
 
     def show_progress(phase: str, i: int, n: int) -> None:
         if i == n or i % 50 == 0:
@@ -122,6 +124,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                          method_params=_method_params(args.method_param), ratio_low=args.ratio_range[0],
                          ratio_high=args.ratio_range[1], per_layer_ratios=args.per_layer_ratios,
                          ratios=args.ratios or ())
+    if profiles:
+        runlog.capture(runlog.study_log_path(opts.artifacts, opts.name), verbose=args.verbose,
+                       announce=not args.quiet)
     interrupted = False
     try:
         study = run_search(opts)
@@ -160,6 +165,7 @@ def cmd_retime(args: argparse.Namespace) -> int:
     from hwssl.storage import default_storage_url, load_study
 
     study = load_study(args.study, args.storage or default_storage_url())
+    _capture_for_study(study, args)
     paths = args.profile or [p["path"] for p in study.user_attrs.get("profiles", [])]
     if not paths:
         print("error: the study has no hardware profile to re-time on", file=sys.stderr)
@@ -167,6 +173,12 @@ def cmd_retime(args: argparse.Namespace) -> int:
     _retime(study, _load_profiles(paths), args.trials_per_task)
     print(f"re-timed the Pareto-optimal trials of {args.study!r}; rebuild the report with `hwssl report`")
     return 0
+
+
+def _capture_for_study(study, args: argparse.Namespace) -> None:
+    """TVM's logs into the study's log file (beside its trial artifacts) unless --verbose."""
+    artifacts = study.user_attrs.get("artifacts", "hwssl-artifacts")
+    runlog.capture(runlog.study_log_path(artifacts, study.study_name), verbose=args.verbose)
 
 
 def _method_params(items: Sequence[str]) -> dict:
@@ -231,6 +243,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     storage = args.storage or default_storage_url()
     study = load_study(args.study, storage)
+    if args.profile:
+        _capture_for_study(study, args)
     try:
         done = export_trial(study, args.trial, args.out, profile=args.profile, storage=storage,
                             space_path=args.space)
@@ -260,12 +274,23 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show TVM's and MetaSchedule's logs on the console (default: into tvm.log beside the "
+                        "study's trial artifacts, named on the console)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwssl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="validate a search-space file")
+    p = sub.add_parser("check", help="validate a search-space or hardware-profile file (recognised by content)")
     p.add_argument("file")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--profile", dest="kind", action="store_const", const="profile",
+                      help="validate the file as a hardware profile")
+    kind.add_argument("--space", dest="kind", action="store_const", const="space",
+                      help="validate the file as a search space")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("evaluate", help="train, sparsify, compact and measure one strength setting")
@@ -282,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="save the compacted model (arch.json + weights.pt) here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--with-arch", action="store_true", help="include the full architecture spec in the JSON")
+    _add_verbose(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("search", help="run (or resume) a multi-objective search and print its Pareto front")
@@ -321,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample one pruning ratio per filter site instead of one for all")
     p.add_argument("--ratios", type=_ratio_list, metavar="R1,R2,...",
                    help="evaluate these ratios first (a sweep); the sampler proposes any further trials")
+    _add_verbose(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("report", help="write the HTML report (and trials.csv) of a study")
@@ -338,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile name from the study, or a profile file; omit for no TVM library")
     p.add_argument("--space", help="search-space file the study used (default: the path the study recorded)")
     p.add_argument("--out", required=True, help="output folder")
+    _add_verbose(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("retime", help="fully tune and re-time the Pareto-optimal trials of a study")
@@ -346,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="append", default=[], metavar="FILE",
                    help="profiles to re-time on (default: the study's)")
     p.add_argument("--trials-per-task", type=int, help="default: each profile's full_trials_per_task")
+    _add_verbose(p)
     p.set_defaults(func=cmd_retime)
 
     p = sub.add_parser("profiles", help="list hardware profiles and whether they can be timed here")
@@ -363,9 +392,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the user's data, spec or weights files, found bad while running
+        from hwssl.data import DatasetUnavailable
+        from hwssl.models.specfile import SpecError
+        from hwssl.baselines import MethodError
+        from hwssl.models.weights import WeightsError
+        from hwssl.quant._fixedpoint import QuantError
+        if isinstance(exc, (DatasetUnavailable, SpecError, WeightsError, MethodError, QuantError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        runlog.release()
 
 
 if __name__ == "__main__":

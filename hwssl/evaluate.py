@@ -16,9 +16,9 @@ from torch import nn
 from hwssl.budget import hw_options_on, hw_ssl
 from hwssl.cache import cache_root, file_lock, stable_hash
 from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count, save_compacted
-from hwssl.config.space import SearchSpace
-from hwssl.data import DataSplits, load_dataset
-from hwssl.models import build_model, model_spec
+from hwssl.config.space import SearchSpace, space_model_spec
+from hwssl.data import DataSplits, first_images, images, load_dataset, plain
+from hwssl.models import build_model
 from hwssl.progress import Progress, phase_progress
 from hwssl.record import TrialRecord
 from hwssl.settings import MeasureSettings
@@ -33,19 +33,34 @@ def load_space_data(space: SearchSpace) -> DataSplits:
     d = space.data
     return load_dataset(d.name, val_fraction=d.val_fraction, train_subset=d.train_subset or None,
                         val_subset=d.val_subset or None, test_subset=d.test_subset or None,
-                        seed=space.seed, path=d.path or None)
+                        seed=space.seed, path=d.path or None, test_fraction=d.test_fraction,
+                        image_size=d.image_size, augment=d.augment)
 
 
 def dense_spec(space: SearchSpace, splits: DataSplits) -> dict[str, Any]:
-    info = splits.info
-    return model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
+    return space_model_spec(space, splits.info)
+
+
+def _non_default(config: Any) -> dict[str, Any]:
+    """A config's fields, leaving out those at their default that older keys did not have (so
+    adding a key does not invalidate every cached checkpoint)."""
+    new = {"spec", "weights", "test_fraction", "image_size", "augment"}
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in new or v != defaults[k]}
 
 
 def dense_key(space: SearchSpace) -> str:
-    """Cache key of the dense checkpoint: everything that shapes dense training."""
+    """Cache key of the dense checkpoint: everything that shapes dense training, including the
+    content of the spec, weights and .npz files (not only their names)."""
+    from hwssl.models.weights import file_digest
+
     t = space.train
-    return stable_hash({"model": dataclasses.asdict(space.model), "data": dataclasses.asdict(space.data),
-                        "seed": space.seed, "batch": t.batch_size, "epochs": t.dense_epochs, "lr": t.dense_lr,
+    files = {k: file_digest(p) for k, p in (("spec", space.model.spec), ("weights", space.model.weights),
+                                            ("npz", space.data.path if space.data.name == "npz" else ""))
+             if p and Path(p).is_file()}
+    # epochs hashed as a float: they were read as one before they became integers (keeps cached checkpoints)
+    return stable_hash({"model": _non_default(space.model), "data": _non_default(space.data), **files,
+                        "seed": space.seed, "batch": t.batch_size, "epochs": float(t.dense_epochs), "lr": t.dense_lr,
                         "momentum": t.momentum, "wd": t.weight_decay, "version": 2})
 
 
@@ -60,10 +75,15 @@ def dense_checkpoint(space: SearchSpace, splits: DataSplits, progress: Progress 
         torch.manual_seed(space.seed)  # weight initialisation is part of what the key pins down
         model = build_model(dense_spec(space, splits))
         t = space.train
-        result = train_phase(model, splits.train, phase="dense", epochs=t.dense_epochs, lr=t.dense_lr,
-                             batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
-                             seed=space.seed, threads=t.threads,
-                             on_step=(lambda i, n, _l: progress("dense", i, n)) if progress else None)
+        if space.model.weights:  # the user's weights replace dense training
+            from hwssl.models.weights import load_weights
+            load_weights(model, space.model.weights)
+            result = PhaseResult("dense-from-weights", 0, 0, 0.0, 0.0, 0.0)
+        else:
+            result = train_phase(model, splits.train, phase="dense", epochs=t.dense_epochs, lr=t.dense_lr,
+                                 batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                                 seed=space.seed, threads=t.threads,
+                                 on_step=(lambda i, n, _l: progress("dense", i, n)) if progress else None)
         ckpt = {"state": model.state_dict(), "accuracy_val": accuracy(model, splits.val),
                 "accuracy_test": accuracy(model, splits.test), "train": result.to_dict()}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +180,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     accuracy_sparse = accuracy(sparse, splits.val)
 
     tc = time.perf_counter()
-    check = splits.val.tensors[0][:64]
+    check = first_images(splits.val, 64)
     channel_round = compaction_round(space, profiles)
     compacted = compact_model(sparse, channel_round=channel_round,
                               min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
@@ -202,7 +222,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
         from hwssl.latency.record import measure_with_model  # deferred: TVM import is slow
         result["latency_ms"], result["latency_ms_dense"] = {}, {}
         for profile in profiles:  # each timing also records the profile latency model's prediction
-            example = profile.example_input(splits.val.tensors[0])
+            example = profile.example_input(first_images(splits.val, profile.batch))
             result["latency_ms"][profile.name] = measure_with_model(
                 small.eval(), example, profile, spec=compacted.spec, arch_key=result["arch_key"], tune=tune,
                 trials_per_task=trials_per_task, per_layer=per_layer)
@@ -224,15 +244,17 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     return record.to_dict()
 
 
-def calibration_subset(train_images: torch.Tensor, seed: int, count: int) -> torch.Tensor:
-    """``count`` training images for int8 calibration: a fixed random subset per space seed (so an
-    export reproduces the int8 network a trial measured)."""
+def calibration_subset(train: Any, seed: int, count: int) -> torch.Tensor:
+    """``count`` training images for int8 calibration (never augmented): a fixed random subset per
+    space seed (so an export reproduces the int8 network a trial measured). ``train`` is the train
+    split (any data set) or a tensor of its images."""
     g = torch.Generator().manual_seed(seed + 3)
-    return train_images[torch.randperm(len(train_images), generator=g)[:count]]
+    pick = torch.randperm(len(train), generator=g)[:count]
+    return train[pick] if isinstance(train, torch.Tensor) else images(plain(train), pick)
 
 
 def calibration_images(start: DenseStart) -> torch.Tensor:
-    return calibration_subset(start.splits.train.tensors[0], start.space.seed, start.space.quant.calib_images)
+    return calibration_subset(start.splits.train, start.space.seed, start.space.quant.calib_images)
 
 
 def add_int8_variant(result: dict[str, Any], start: DenseStart, compacted: nn.Module, profiles: Sequence[Any], *,

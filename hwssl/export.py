@@ -35,6 +35,7 @@ from torch import nn
 
 import hwssl
 from hwssl.compact import load_compacted
+from hwssl.data.sets import first_images
 from hwssl.record import TrialRecord
 from hwssl.results import RecordedTrial, trial_records
 
@@ -170,7 +171,7 @@ def _int8_network(model: nn.Module, splits: Any, space: Any) -> nn.Module:
     from hwssl.evaluate import calibration_subset
     from hwssl.quant import quantize_model
 
-    calib = calibration_subset(splits.train.tensors[0], space.seed, space.quant.calib_images)
+    calib = calibration_subset(splits.train, space.seed, space.quant.calib_images)
     return quantize_model(model, calib, calibration=space.quant.calibration)
 
 
@@ -245,7 +246,7 @@ def export_trial(study: optuna.Study, trial_number: int, out_dir: str | Path, *,
     spec = json.loads((out / "arch.json").read_text())
     batch = prof.batch if prof is not None else 1  # the library is compiled for the profile's batch
     input_shape = [batch, *spec["input"]]
-    example = prof.example_input(splits.test.tensors[0]) if prof is not None else splits.test.tensors[0][:1]
+    example = prof.example_input(first_images(splits.test, prof.batch)) if prof is not None else first_images(splits.test, 1)
     d = space.data
     config: dict[str, Any] = {
         "format": EXPORT_FORMAT, "hwssl_version": hwssl.__version__, "torch_version": torch.__version__,

@@ -171,6 +171,11 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     spec = get_method(method)
     params = dict(params or {})
     spec.check_params(params)
+    from hwssl.baselines import check_family, check_space
+    if start is None:
+        check_space(method, space)  # a baseline that cannot prune this family refuses before training
+    else:
+        check_family(method, start.spec["family"])
     start = (prepare(space, progress) if start is None else fresh_start(start)).for_profiles(profiles, measure)
     sparse, phase, info = spec.sparsify(start, params, progress)
     if method == "ssl":

@@ -37,6 +37,8 @@ def _dense_model(study: optuna.Study) -> torch.nn.Module:
     from hwssl.models import model_spec
 
     attrs = study.user_attrs
+    if attrs.get("dense_spec"):
+        return build_model(attrs["dense_spec"]).eval()
     info = dataset_info(attrs["data"])
     width = attrs.get("model_width", 1.0)
     return build_model(model_spec(attrs["model"], info.in_channels, info.image_size, info.num_classes,

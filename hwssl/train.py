@@ -18,8 +18,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
+from hwssl.data.sets import batches
 from hwssl.sparsity.protocol import Regularizer
 
 
@@ -53,15 +54,7 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _batches(data: TensorDataset, batch_size: int, gen: torch.Generator):
-    x, y = data.tensors
-    order = torch.randperm(len(y), generator=gen)
-    for start in range(0, len(y), batch_size):
-        idx = order[start:start + batch_size]
-        yield x[idx], y[idx]
-
-
-def train_phase(model: nn.Module, data: TensorDataset, *, phase: str, epochs: float, lr: float,
+def train_phase(model: nn.Module, data: Dataset, *, phase: str, epochs: float, lr: float,
                 batch_size: int, momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0,
                 regularizer: Regularizer | None = None, mode: str = "proximal", zero_threshold: float = 0.0,
                 threads: int = 1, on_step: Callable[[int, int, float], None] | None = None) -> PhaseResult:
@@ -86,7 +79,7 @@ def train_phase(model: nn.Module, data: TensorDataset, *, phase: str, epochs: fl
     loss_value = float("nan")
     t_start = time.perf_counter()
     while step < total:
-        for xb, yb in _batches(data, batch_size, gen):
+        for xb, yb in batches(data, batch_size, gen):
             if step >= total:
                 break
             cur_lr = 0.5 * lr * (1 + math.cos(math.pi * step / total))
@@ -128,13 +121,12 @@ def train_phase(model: nn.Module, data: TensorDataset, *, phase: str, epochs: fl
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: TensorDataset, chunk: int = 1000) -> float:
+def accuracy(model: nn.Module, data: Dataset, chunk: int = 1000) -> float:
     """Top-1 accuracy in eval mode, evaluated in chunks (large single batches are slow here)."""
     was_training = model.training
     model.eval()
-    x, y = data.tensors
     correct = 0
-    for start in range(0, len(y), chunk):
-        correct += int((model(x[start:start + chunk]).argmax(1) == y[start:start + chunk]).sum())
+    for xb, yb in batches(data, chunk):
+        correct += int((model(xb).argmax(1) == yb).sum())
     model.train(was_training)
-    return correct / max(1, len(y))
+    return correct / max(1, len(data))

@@ -43,9 +43,11 @@ ZOO = {
     "resnet20": (3, (16, 16), 0.25),
     "resnet32": (3, (16, 16), 0.25),
     "resnet18": (3, (32, 32), 0.125),
+    "mobilenetv2": (3, (16, 16), 0.25),   # small-image strides; width 0.25 has a t=1 identity block
 }
 SEEDS = (0, 1, 2)
 RESNETS = ("resnet20", "resnet32", "resnet18")
+WITH_DEPTH = (*RESNETS, "mobilenetv2")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -126,6 +128,12 @@ def zero_random_groups(model: nn.Module, seed: int) -> set[str]:
         if torch.rand(1, generator=gen) < 0.5:
             zero_group(site.conv.weight, group_type, gen)
             hit.add(group_type)
+    for n, site in enumerate(sites.coupled):   # MobileNetV2 hidden channels: every member at once
+        if n == 0 or torch.rand(1, generator=gen) < 0.5:
+            mask = _random_mask(site.members[0][0].shape[site.members[0][1]], gen, 0.4)
+            for tensor, dim in site.members:
+                tensor.index_fill_(dim, torch.nonzero(mask).flatten(), 0.0)
+            hit.add(site.group_type)
     for group_type in sorted({t for _, t in pairs} - hit):
         candidates = [s for s, t in pairs if t == group_type]
         site = candidates[int(torch.randint(len(candidates), (1,), generator=gen))]
@@ -137,19 +145,31 @@ def zero_random_groups(model: nn.Module, seed: int) -> set[str]:
             block = sites.blocks[b]
             if rank >= 2 and torch.rand(1, generator=gen) >= 0.25:
                 continue
-            for p in block.params[:2]:   # conv1.weight, conv2.weight
-                p.zero_()
-            if rank == 0 or (rank >= 2 and torch.rand(1, generator=gen) < 0.5):
-                for p in block.params[2:]:   # bn1/bn2 weight and bias
+            for p in block.params:   # the conv weights
+                if p.dim() == 4:
                     p.zero_()
+            if rank == 0 or (rank >= 2 and torch.rand(1, generator=gen) < 0.5):
+                for p in block.params:   # the BN weights and biases
+                    if p.dim() == 1:
+                        p.zero_()
         hit.add("depth")
     return hit
 
 
 def constant_branch_blocks(model: nn.Module) -> list[str]:
     """Blocks whose residual branch ignores its input: no mid channel has both a non-zero
-    conv1 filter and a non-zero conv2 input channel."""
+    conv1 filter and a non-zero conv2 input channel (MobileNetV2: identity blocks where no hidden
+    channel has both a non-zero depthwise filter and a non-zero projection column)."""
     out = []
+    if model.spec["family"] == "mobilenetv2":
+        for i, (bspec, block) in enumerate(zip(model.spec["blocks"], model.blocks)):
+            if bspec["removed"] or not bspec["residual"]:
+                continue
+            dw = block.dw.conv.weight.detach().pow(2).sum(dim=(1, 2, 3)) > 0
+            proj = block.project.conv.weight.detach().pow(2).sum(dim=(0, 2, 3)) > 0
+            if not bool((dw & proj).any()):
+                out.append(f"blocks.{i}")
+        return out
     for s, layer in enumerate(model.stages):
         for b, block in enumerate(layer):
             if not hasattr(block, "conv1"):
@@ -175,6 +195,8 @@ def conv_modules(model: nn.Module) -> dict[str, nn.Module]:
     if model.spec["family"] == "plain":
         return {layer["name"]: getattr(model.body, layer["name"]).conv
                 for layer in model.spec["layers"] if layer["kind"] == "conv"}
+    if model.spec["family"] == "mobilenetv2":
+        return {name: model.get_submodule(name).conv for name in _conv_specs(model.spec)}
     out = {"conv1": model.conv1}
     for s, layer in enumerate(model.stages):
         for b, block in enumerate(layer):
@@ -198,7 +220,8 @@ def test_random_structured_sparsity_compacts_exactly_and_smaller(name: str, seed
     dense_params = count_params(model)
     hit = zero_random_groups(model, seed)
     expected_types = {t for s in ssl_sites(model).convs for t in s.types}
-    if name in RESNETS:
+    expected_types |= {c.group_type for c in ssl_sites(model).coupled}
+    if name in WITH_DEPTH:
         expected_types.add("depth")
     assert hit == expected_types
 
@@ -216,19 +239,24 @@ def test_random_structured_sparsity_compacts_exactly_and_smaller(name: str, seed
     assert count_params(small) < dense_params
 
     # blocks_removed = exactly the blocks whose branch became a constant
-    if name in RESNETS:
+    if name in WITH_DEPTH:
         expected = constant_branch_blocks(model)
         assert result.summary["blocks_removed"] == expected
         assert expected, "the depth zeroing should have produced at least one constant branch"
         for prefix in expected:
             block = model.get_submodule(prefix)
             # a branch that ignores its input gives the same output for any input of the right shape
-            shape = block.conv1.weight.shape[1]
-            probe = torch.randn(2, shape, *_block_hw(model, prefix, input_shape(name)))
+            first = block.conv1 if hasattr(block, "conv1") else (block.expand or block.dw).conv
+            probe = torch.randn(2, first.weight.shape[1] * first.groups, *_block_hw(model, prefix, input_shape(name)))
             with torch.no_grad():
                 out = block.branch(probe)
             torch.testing.assert_close(out[0], out[1], atol=1e-6, rtol=0)
-        assert conv_layer_count(result.spec) == 2 + 2 * (sum(len(s) for s in model.spec["stages"]) - len(expected))
+        if name in RESNETS:
+            live = sum(len(s) for s in model.spec["stages"]) - len(expected)
+            assert conv_layer_count(result.spec) == 2 + 2 * live
+        else:
+            assert conv_layer_count(result.spec) == conv_layer_count(model.spec) - sum(
+                2 + (model.spec["blocks"][int(p.split(".")[1])]["expand"] is not None) for p in expected)
     else:
         assert result.summary["blocks_removed"] == []
 
@@ -287,6 +315,13 @@ def test_channel_round_gives_multiples_of_4_or_full_width_and_stays_exact(name: 
 def _conv_specs(spec: dict) -> dict[str, dict]:
     if spec["family"] == "plain":
         return {layer["name"]: layer for layer in spec["layers"] if layer["kind"] == "conv"}
+    if spec["family"] == "mobilenetv2":
+        out = {"stem": spec["stem"], "head": spec["head"]}
+        for i, block in enumerate(spec["blocks"]):
+            if not block["removed"]:
+                out.update({f"blocks.{i}.{part}": block[part] for part in ("expand", "dw", "project")
+                            if block.get(part) is not None})
+        return out
     out = {"conv1": spec["stem"]}
     for s, blocks in enumerate(spec["stages"]):
         for b, block in enumerate(blocks):

@@ -154,3 +154,29 @@ zero_probability = 0.2
     search = load_search_space(_write(tmp_path, text)).search
     assert search.mode == "budget" and search.budget_target.low == 0.15 and search.budget_target.log is False
     assert search.budget_mix["filter.conv2"].zero_probability == 0.2 and not search.strengths
+
+
+INTEGER_KEYS = ["seed", "data.train_subset", "data.val_subset", "data.test_subset", "train.batch_size",
+                "train.dense_epochs", "train.ssl_epochs", "train.recover_epochs", "train.threads",
+                "compact.channel_round", "quant.calib_images", "search.trials"]
+
+
+@pytest.mark.parametrize("value", ["2.5", "true", "2.0"])
+@pytest.mark.parametrize("key", INTEGER_KEYS)
+def test_integer_settings_refuse_non_integers(tmp_path, key, value):
+    section, _, name = key.rpartition(".")
+    text = (f"{name} = {value}\n" + BASE) if not section else BASE + f"[{section}]\n{name} = {value}\n"
+    if section == "data":
+        text = text.replace('[data]\nname = "mnist5k"\n', "").replace(f"[data]\n", '[data]\nname = "mnist5k"\n')
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_search_space(path)
+    assert err.value.key == key
+    assert str(err.value) == f"{path}: key '{key}': expected an integer, got {value.replace('true', 'True')}"
+
+
+def test_integer_settings_from_set_refuse_non_integers(tmp_path):
+    path = _write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=r"key 'train.ssl_epochs': expected an integer, got 2.5"):
+        load_search_space(path, ["train.ssl_epochs=2.5"])
+    assert load_search_space(path, ["train.ssl_epochs=3"]).train.ssl_epochs == 3

@@ -31,7 +31,7 @@ def _labels(ds: torch.utils.data.TensorDataset) -> np.ndarray:
 
 # --------------------------------------------------------------------------- registry
 def test_registry_and_info() -> None:
-    assert D.available_datasets() == ["fashion-mnist", "mnist5k", "digits", "cifar10"]
+    assert D.available_datasets() == ["fashion-mnist", "mnist5k", "digits", "cifar10", "folder", "npz"]
     info = D.dataset_info("cifar10")
     assert (info.in_channels, info.image_size, info.num_classes) == (3, (32, 32), 10)
     assert D.dataset_info("fashion_mnist").name == "fashion-mnist"

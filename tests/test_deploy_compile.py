@@ -83,6 +83,27 @@ def test_compact_conv2d_from_models_layers(tmp_path: Path) -> None:
         assert run_host(net, x, tmp_path) <= TOL
 
 
+def test_compacted_conv_gathers_import_without_the_fast_mode_take_warning(tmp_path: Path, capfd) -> None:
+    """The channel gathers (index_select) import as ``take``; TOPI warns "Fast mode segfaults ..." on
+    every legalisation of a fast-mode take, so they are imported in clip mode (same values)."""
+    from hwssl.deploy.compile import import_model
+    from hwssl.models.layers import CompactConv2d
+
+    torch.manual_seed(1)
+    cols = [(0, 0, 0), (2, 0, 0), (4, 1, 1), (1, 2, 2), (3, 2, 2)]
+    net = torch.nn.Sequential(CompactConv2d(5, 6, 3, padding=1, bias=True, columns=cols), torch.nn.ReLU(),
+                              CompactConv2d(6, 4, 3, padding=1, in_index=[0, 2, 5])).eval()
+    x = torch.randn(1, 5, 8, 8)
+    profile = load_profile(fast_cpu_profile(tmp_path))
+    capfd.readouterr()
+    mod = import_model(net, x, profile)
+    script = mod.script()
+    assert script.count("R.take(") == 4 and 'mode="fast"' not in script and script.count('mode="clip"') == 4
+    assert run_host(net, x, tmp_path) <= TOL
+    out, err = capfd.readouterr()
+    assert "Fast mode" not in err + out
+
+
 def _elf_machine(path: Path) -> int:
     head = path.read_bytes()[:20]
     assert head[:4] == b"\x7fELF"

@@ -39,7 +39,8 @@ def randomize_bn(model: nn.Module, seed: int) -> None:
 
 # --------------------------------------------------------------------------- registry and specs
 def test_registry_lists_the_zoo() -> None:
-    assert available_models() == sorted(["lenet", "convnet", "resnet20", "resnet32", "resnet56", "resnet18"])
+    assert available_models() == sorted(["lenet", "convnet", "resnet20", "resnet32", "resnet56", "resnet18",
+                                         "mobilenetv2"])
 
 
 @pytest.mark.parametrize("name", list(SMALL))

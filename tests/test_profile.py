@@ -173,3 +173,27 @@ def test_target_attribute_tvm_rejects(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         check_target(profile)
     assert info.value.key == "target" and str(path) in str(info.value) and "mtripel" in str(info.value)
+
+
+PROFILE_INTEGER_KEYS = ["threads", "batch", "channel_round", "timing.warmup", "timing.number", "timing.repeat",
+                        "timing.min_repeat_ms", "timing.cooldown_ms", "tuning.trials_per_task",
+                        "tuning.full_trials_per_task", "tuning.builder_workers", "runner.port", "runner.tracker_port"]
+
+
+@pytest.mark.parametrize("value", ["2.5", "true"])
+@pytest.mark.parametrize("key", PROFILE_INTEGER_KEYS)
+def test_integer_keys_refuse_non_integers(tmp_path: Path, key: str, value: str) -> None:
+    section, _, name = key.rpartition(".")
+    text = f"{name} = {value}\n{MINIMAL}" if not section else f"{MINIMAL}[{section}]\n{name} = {value}\n"
+    path = write(tmp_path, text, "bad.toml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert str(info.value) == f"{path}: key '{key}': expected an integer, got {value.replace('true', 'True')}"
+
+
+@pytest.mark.parametrize("value", ["2.5", "true"])
+def test_target_num_cores_refuses_non_integers(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f'target = {{ kind = "llvm", num-cores = {value} }}\n', "bad.toml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert info.value.key == "target.num-cores" and str(path) in str(info.value)

@@ -229,3 +229,25 @@ def test_number_formats():
     assert fmt.count(646500) == "646.5 k" and fmt.count(40_960_000) == "40.96 M" and fmt.count(512) == "512"
     assert fmt.ratio(1.234) == "1.23×" and fmt.strength(0.0) == "off" and fmt.ms(0.41) == "0.410 ms"
     assert fmt.seconds(42) == "42 s" and fmt.seconds(750) == "12.5 min"
+
+
+def _hv_only_view(hv: list[float]):
+    from hwssl.report.collect import FrontView
+    n = len(hv)
+    return FrontView(key="macs", profile=None, trials=list(range(n)), acc=[0.9] * n, acc_test=[None] * n,
+                     cost=[1.0] * n, front=[0], knee=None, picks=[], recommended=None, recommended_note="",
+                     constraints_met=False, min_accuracy=None, max_cost=None, dense_acc=None, dense_cost=None,
+                     dense_note="", hv=hv)
+
+
+@pytest.mark.parametrize("hv", [[0.0222, 0.0245, 0.0263, 0.0282],          # SSL vs L1 on LeNet: 2.2-2.8 %
+                                [0.0201, 0.0203, 0.0207, 0.0208, 0.0212],  # a front that barely moves
+                                [0.1, 0.5, 0.7]])
+def test_hypervolume_axis_tick_labels_are_distinct_for_a_narrow_range(hv: list[float]) -> None:
+    from hwssl.report.plots import hypervolume_svg
+    svg = hypervolume_svg([_hv_only_view(hv)])
+    # the SVG backend writes each text's string as a comment before its glyph paths
+    labels = re.findall(r'<g id="ytick_\d+">.*?<!-- (.*?) -->', svg, re.S)
+    assert len(labels) >= 3
+    assert len(set(labels)) == len(labels), labels
+    assert all(label.endswith("%") for label in labels)

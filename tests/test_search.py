@@ -273,3 +273,52 @@ def test_ctrl_c_on_a_journal_storage_keeps_finished_trials_and_exits_130(tiny_sp
     assert f"stored in {storage}" in out and "Traceback" not in err
     assert "interrupted: finished trials are saved" in err
     assert load_study("ctrl-c", storage).get_trials(states=(TrialState.COMPLETE,))
+
+
+def _dashboard_get(app, path: str) -> dict:
+    """One GET through optuna-dashboard's WSGI app (the same app `optuna-dashboard URL` serves)."""
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200"), (path, status, body[:300])
+    return json.loads(body)
+
+
+def test_optuna_dashboard_shows_the_trials_and_named_objectives_of_a_study(tiny_space_file, tmp_path):
+    from optuna_dashboard import wsgi
+
+    space = load_search_space(tiny_space_file)
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    opts = SearchOptions(space=space, storage=storage, study_name="dash", trials=2, artifacts=str(tmp_path / "a"),
+                         quiet=True)
+    study = run_search(opts)
+    assert study.metric_names == ["val_accuracy", "macs"]
+
+    app = wsgi(storage)
+    [summary] = _dashboard_get(app, "/api/studies")["study_summaries"]
+    assert summary["study_name"] == "dash" and summary["directions"] == ["maximize", "minimize"]
+    detail = _dashboard_get(app, f"/api/studies/{summary['study_id']}")
+    assert detail["objective_names"] == ["val_accuracy", "macs"]
+    complete = [t for t in detail["trials"] if t["state"] == "Complete"]
+    assert len(complete) == 2
+    by_number = {t.number: t for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    for t in complete:
+        assert t["values"] == by_number[t["number"]].values
+    assert detail["best_trials"], "the Pareto front is shown"
+
+
+def test_resuming_a_study_without_metric_names_names_them(tiny_space_file, tmp_path):
+    from hwssl.search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    old = optuna.create_study(storage=storage, study_name="old", directions=["maximize", "minimize"])
+    assert old.metric_names is None
+    opts = SearchOptions(space=load_search_space(tiny_space_file), storage=storage, study_name="old", resume=True,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    assert open_study(opts).metric_names == ["val_accuracy", "macs"]
+    assert optuna.load_study(study_name="old", storage=storage).metric_names == ["val_accuracy", "macs"]

@@ -23,11 +23,13 @@ import dataclasses
 import time
 from typing import Any, Mapping, Sequence
 
-from hwssl.baselines._common import RATIO, FilterMask, MethodError, filter_sites, kept_count, resolve_ratios
+from hwssl.baselines._common import (RATIO, FilterMask, MethodError, check_family, filter_sites, kept_count,
+                                     resolve_ratios)
 from hwssl.config.space import SearchSpace
 
 __all__ = ["BASELINES", "MethodError", "FilterMask", "filter_sites", "kept_count", "resolve_ratios",
-           "fresh_start", "sample_ratios", "RatioRange", "check_params", "site_names"]
+           "fresh_start", "sample_ratios", "RatioRange", "check_params", "site_names", "check_family",
+           "check_space"]
 
 BASELINES = ("l1", "torch-pruning", "dense")
 
@@ -80,9 +82,14 @@ def sample_ratios(trial: Any, method: str, ratio_range: RatioRange, fixed: Mappi
 
 def site_names(space: SearchSpace) -> list[str]:
     """Names of the filter sites of a space's dense model (no training, no data loading)."""
-    from hwssl.data import dataset_info
-    from hwssl.models import build_model, model_spec
+    from hwssl.config.space import space_model_spec
+    from hwssl.models import build_model
 
-    info = dataset_info(space.data.name)
-    spec = model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
-    return [s.name for s in filter_sites(build_model(spec))]
+    return [s.name for s in filter_sites(build_model(space_model_spec(space)))]
+
+
+def check_space(method: str, space: SearchSpace) -> None:
+    """:func:`check_family` for a space's network (read without training or loading data)."""
+    if method in ("l1", "torch-pruning"):
+        from hwssl.config.space import space_model_spec
+        check_family(method, space_model_spec(space)["family"])

@@ -30,6 +30,18 @@ class MethodError(ValueError):
     """A baseline's parameters do not fit the model (unknown key, ratio outside [0, 1))."""
 
 
+# Families whose filter sites are the whole story. MobileNetV2's hidden channels are coupled
+# groups (expand rows + depthwise filters + projection columns) that these baselines do not model.
+PRUNABLE_FAMILIES = ("plain", "resnet")
+
+
+def check_family(method: str, family: str) -> None:
+    """Refuse a filter-pruning baseline on a family it cannot prune as a whole."""
+    if method in ("l1", "torch-pruning") and family not in PRUNABLE_FAMILIES:
+        raise MethodError(f"{method} is not available for {family} networks (their hidden channels are coupled "
+                          f"groups it does not prune); use ssl or dense")
+
+
 def filter_sites(model: nn.Module) -> list[ConvSite]:
     """The convs whose filters SSL (and so every baseline) may remove."""
     return [s for s in ssl_sites(model).convs if "filter" in s.types]

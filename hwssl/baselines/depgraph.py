@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from hwssl.baselines._common import RATIO, FilterMask, MethodError, filter_sites, resolve_ratios
+from hwssl.data.sets import first_images
 from hwssl.evaluate import DenseStart
 from hwssl.progress import Progress, phase_progress
 from hwssl.train import PhaseResult, train_phase
@@ -152,7 +153,7 @@ def tp_sparsify(start: DenseStart, params: Mapping[str, Any], progress: Progress
     space, t = start.space, start.space.train
     p = tp_params(params)
     model = start.dense_model()
-    example = start.splits.val.tensors[0][:1].clone()
+    example = first_images(start.splits.val, 1).clone()
     pruner = build_pruner(model, example, p)
     reg = SparseLearning(pruner, model, float(p["alpha"]))
     phase = train_phase(model, start.splits.train, phase="tp-sparse", epochs=t.ssl_epochs, lr=t.ssl_lr,

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwssl.compact.mobilenet import compact_mobilenet
 from hwssl.compact.plain import compact_plain
 from hwssl.compact.resnet import compact_resnet
 from hwssl.compact.spec import (arch_key, architecture_summary, conv_layer_count, load_compacted,
@@ -47,6 +48,8 @@ def _compact_parts(model: nn.Module, channel_round: int, min_shape_sparsity: flo
         return compact_plain(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
     if family == "resnet":
         return compact_resnet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
+    if family == "mobilenetv2":
+        return compact_mobilenet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
     raise CompactionError(f"no compaction for model family {family!r}")
 
 

@@ -71,5 +71,5 @@ def spec_summary(spec: ConvSpec) -> dict[str, Any]:
         channels = len({c for c, _, _ in spec["columns"]})
     else:
         channels = len(spec["in_index"]) if spec.get("in_index") is not None else spec["in"]
-        cols = channels * k * k
+        cols = channels // spec.get("groups", 1) * k * k  # a depthwise filter sees one channel
     return {"filters": spec["out"], "channels": channels, "columns": cols, "lowered": spec.get("columns") is not None}

@@ -31,6 +31,16 @@ def architecture_summary(spec: dict[str, Any]) -> dict[str, Any]:
         for layer in spec["layers"]:
             if layer["kind"] == "conv":
                 layers[layer["name"]] = spec_summary(layer)
+    elif spec["family"] == "mobilenetv2":
+        for conv in (spec["stem"], spec["head"]):
+            layers[conv["name"]] = spec_summary(conv)
+        for i, block in enumerate(spec["blocks"]):
+            if block["removed"]:
+                removed.append(f"blocks.{i}")
+                continue
+            for part in ("expand", "dw", "project"):
+                if block.get(part) is not None:
+                    layers[f"blocks.{i}.{part}"] = spec_summary(block[part])
     else:
         layers["conv1"] = spec_summary(spec["stem"])
         for s, blocks in enumerate(spec["stages"]):
@@ -49,6 +59,8 @@ def conv_layer_count(spec: dict[str, Any]) -> int:
     (convs of live blocks + stem + fc; shortcut convs are not counted)."""
     if spec["family"] == "plain":
         return sum(1 for layer in spec["layers"] if layer["kind"] in ("conv", "linear"))
+    if spec["family"] == "mobilenetv2":  # stem, head, classifier + the convs of live blocks
+        return 3 + sum(2 + (b.get("expand") is not None) for b in spec["blocks"] if not b["removed"])
     live = sum(1 for blocks in spec["stages"] for b in blocks if not b["removed"])
     return 2 + 2 * live
 

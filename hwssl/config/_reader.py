@@ -31,10 +31,43 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(path, None, "file not found")
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text, decoded as UTF-8 (a leading byte-order mark is dropped).
+
+    TOML files are UTF-8; anything else (a binary file, a file saved as UTF-16)
+    is one :class:`ConfigError` saying which file and what was found.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+    found = _not_utf8_text(data)
+    if found:
+        raise ConfigError(path, None, f"expected a UTF-8 text (TOML) file, but {found}")
+    return data.decode("utf-8-sig")
+
+
+def _not_utf8_text(data: bytes) -> str:
+    """Why ``data`` is not UTF-8 text ('' when it is). NUL bytes never occur in TOML: UTF-16 or binary."""
+    head = data[:128]
+    odd, even = head[1::2], head[0::2]
+    ascii_utf16 = len(head) >= 4 and ((odd.count(0) == len(odd) and 0 not in even) or
+                                      (even.count(0) == len(even) and 0 not in odd))
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or ascii_utf16:
+        return "it is UTF-16 text (save it as UTF-8)"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 (is it a binary file?)"
+    if "\x00" in text:
+        return f"it holds a NUL byte at offset {data.index(0)} (is it a binary file?)"
+    return ""
 
 
 def _describe(value: Any) -> str:

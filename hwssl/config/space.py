@@ -7,16 +7,25 @@ Format (every key optional unless marked)::
     seed = 0
 
     [model]                          # required
-    name = "lenet"                   # required: lenet | convnet | resnet20 | resnet32 | resnet56 | resnet18
-    width = 1.0                      # channel multiplier
+    name = "lenet"                   # required unless spec is given: lenet | convnet | resnet20 | resnet32 |
+                                     # resnet56 | resnet18 | mobilenetv2 (with spec: a free label)
+    width = 1.0                      # channel multiplier (registered models)
+    spec = ""                        # an architecture spec (JSON, the arch.json format) instead of name
+    weights = ""                     # a state dict (.pt) to start from instead of dense training
 
     [data]                           # required
-    name = "mnist5k"                 # required: fashion-mnist | mnist5k | digits | cifar10
+    name = "mnist5k"                 # required: fashion-mnist | mnist5k | digits | cifar10 | folder | npz
     val_fraction = 0.1               # carved from train; the search objective
+    test_fraction = 0.2              # hold-out when the data has no test split of its own
     train_subset = 0                 # 0 = all
     val_subset = 0
     test_subset = 0
-    path = ""                        # cifar10 folder etc.
+    path = ""                        # cifar10 folder, image folder, .npz file
+    image_size = 0                   # 0 = native; 32 or [h, w]: resize
+    augment = "none"                 # none | crop-flip (train-time only)
+
+Relative ``model.spec``, ``model.weights`` and folder/npz ``data.path`` are looked up next to
+the search-space file first, then in the current folder.
 
     [train]                          # dense pretraining, SSL fine-tuning, recovery fine-tuning
     batch_size = 64
@@ -95,12 +104,15 @@ SEARCH_MODES = ("strengths", "budget", "path")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
 CALIBRATIONS = ("max", "percentile")
+INT8_FAMILIES = ("plain", "resnet")  # what hwssl.quant converts
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
     width: float = 1.0
+    spec: str = ""      # architecture spec file (resolved path), "" = the registered model `name`
+    weights: str = ""   # starting state dict (resolved path), "" = train the dense net
 
 
 @dataclass(frozen=True)
@@ -111,16 +123,19 @@ class DataConfig:
     val_subset: int = 0
     test_subset: int = 0
     path: str = ""
+    test_fraction: float = 0.2
+    image_size: tuple[int, int] | None = None
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 64
-    dense_epochs: float = 10
+    dense_epochs: int = 10
     dense_lr: float = 0.01
-    ssl_epochs: float = 5
+    ssl_epochs: int = 5
     ssl_lr: float = 0.001
-    recover_epochs: float = 2
+    recover_epochs: int = 2
     recover_lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -235,7 +250,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: str) -> dic
 
 
 def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
-    from hwssl.data import available_datasets
+    from hwssl.data import AUGMENTS, available_datasets, is_user_data
     from hwssl.models import available_models
 
     path = str(path)
@@ -245,23 +260,30 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     seed = top.integer("seed", 0, minimum=0)
 
     m = top.sub("model", required=True)
-    model = ModelConfig(m.string("name", choices=available_models()), m.number("width", 1.0, positive=True))
+    spec_file = _beside(m.string("spec", ""), path)
+    model = ModelConfig(m.string("name", Path(spec_file).stem if spec_file else ...,
+                                 choices=None if spec_file else available_models()),
+                        m.number("width", 1.0, positive=True), spec_file, _beside(m.string("weights", ""), path))
     m.finish()
 
     d = top.sub("data", required=True)
+    data_name = d.string("name", choices=available_datasets())
     data = DataConfig(
-        d.string("name", choices=available_datasets()),
+        data_name,
         d.number("val_fraction", 0.1, minimum=0.01, maximum=0.5),
         d.integer("train_subset", 0, minimum=0), d.integer("val_subset", 0, minimum=0),
-        d.integer("test_subset", 0, minimum=0), d.string("path", ""))
+        d.integer("test_subset", 0, minimum=0),
+        _beside(d.string("path", ""), path) if is_user_data(data_name) else d.string("path", ""),
+        d.number("test_fraction", 0.2, minimum=0.01, maximum=0.5), _image_size(d),
+        d.string("augment", "none", choices=AUGMENTS))
     d.finish()
 
     t = top.sub("train")
     train = TrainConfig(
         batch_size=t.integer("batch_size", 64, minimum=1),
-        dense_epochs=t.number("dense_epochs", 10, minimum=0), dense_lr=t.number("dense_lr", 0.01, positive=True),
-        ssl_epochs=t.number("ssl_epochs", 5, minimum=0), ssl_lr=t.number("ssl_lr", 0.001, positive=True),
-        recover_epochs=t.number("recover_epochs", 2, minimum=0),
+        dense_epochs=t.integer("dense_epochs", 10, minimum=0), dense_lr=t.number("dense_lr", 0.01, positive=True),
+        ssl_epochs=t.integer("ssl_epochs", 5, minimum=0), ssl_lr=t.number("ssl_lr", 0.001, positive=True),
+        recover_epochs=t.integer("recover_epochs", 2, minimum=0),
         recover_lr=t.number("recover_lr", 0.001, positive=True),
         momentum=t.number("momentum", 0.9, minimum=0, maximum=0.999),
         weight_decay=t.number("weight_decay", 5e-4, minimum=0), threads=t.integer("threads", 1, minimum=1))
@@ -364,19 +386,74 @@ def _range(table: TableReader, key: str, *, log: bool = True, maximum: float | N
     return out
 
 
-def _check_against_model(space: SearchSpace, top: TableReader) -> None:
-    """Strength keys must name group types/scopes this model has (checked on the real model)."""
+def _beside(value: str, space_path: str) -> str:
+    """A relative path next to the search-space file when it exists there, else as given."""
+    if not value or Path(value).is_absolute():
+        return value
+    candidate = Path(space_path).parent / value
+    return str(candidate) if candidate.exists() else value
+
+
+def _image_size(d: TableReader) -> tuple[int, int] | None:
+    value = d.raw("image_size", 0)
+    if value == 0 and not isinstance(value, bool):
+        return None
+    from hwssl.data import image_size_of
+    try:
+        return image_size_of(value)
+    except ValueError:
+        raise d.error("image_size", f"expected a positive integer or [height, width], got {value!r}") from None
+
+
+def space_data_info(space: SearchSpace) -> Any:
+    """The data set's channels, (resized) image size and classes; a folder or .npz is read."""
     from hwssl.data import dataset_info
-    from hwssl.models import build_model, model_spec
+    d = space.data
+    return dataset_info(d.name, path=d.path or None, image_size=d.image_size)
+
+
+def space_model_spec(space: SearchSpace, info: Any = None) -> dict[str, Any]:
+    """The dense architecture spec of a space: its spec file or its registered model, for its data."""
+    from hwssl.models.specfile import dense_model_spec
+    info = info if info is not None else space_data_info(space)
+    return dense_model_spec(space.model.name, space.model.width, space.model.spec, info.in_channels,
+                            info.image_size, info.num_classes)
+
+
+def _check_against_model(space: SearchSpace, top: TableReader) -> None:
+    """The data, the spec and the weights must be readable and fit together; strength keys must
+    name group types/scopes this model has (checked on the real model)."""
+    from hwssl.data import DatasetUnavailable
+    from hwssl.models import build_model
+    from hwssl.models.specfile import SpecError
+    from hwssl.models.weights import WeightsError, load_weights
     from hwssl.sparsity.groups import StrengthError, ssl_sites, validate_strength_keys
 
-    info = dataset_info(space.data.name)
     try:
-        spec = model_spec(space.model.name, info.in_channels, info.image_size, info.num_classes, space.model.width)
+        info = space_data_info(space)
+    except DatasetUnavailable as exc:
+        raise ConfigError(space.path, "data.path", str(exc)) from None
+    try:
+        spec = space_model_spec(space, info)
+    except SpecError as exc:
+        raise ConfigError(space.path, "model.spec", str(exc)) from None
     except ValueError as exc:
         raise ConfigError(space.path, "model.name", f"{exc} (data set {space.data.name} is "
                                                     f"{info.in_channels}x{info.image_size[0]}x{info.image_size[1]})")
-    sites = ssl_sites(build_model(spec))
+    if spec["family"] not in INT8_FAMILIES:
+        if "int8" in space.search.precision:
+            raise ConfigError(space.path, "search.precision", f"int8 is not available for {spec['family']} "
+                                                              f"networks (hwssl.quant converts {list(INT8_FAMILIES)})")
+        if space.quant.every_trial:
+            raise ConfigError(space.path, "quant.every_trial", f"int8 is not available for {spec['family']} "
+                                                               f"networks (hwssl.quant converts {list(INT8_FAMILIES)})")
+    model = build_model(spec)
+    if space.model.weights:
+        try:
+            load_weights(model, space.model.weights)
+        except WeightsError as exc:
+            raise ConfigError(space.path, "model.weights", str(exc)) from None
+    sites = ssl_sites(model)
     for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths),
                          ("search.budget.mix", space.search.budget_mix)):
         try:

@@ -61,10 +61,35 @@ def import_model(model: torch.nn.Module, example: torch.Tensor, profile: Hardwar
     try:
         with torch.no_grad():
             exported = torch.export.export(model, (example,))
-        return from_exported_program(exported, keep_params_as_input=False, unwrap_unit_return_tuple=True)
+        mod = from_exported_program(exported, keep_params_as_input=False, unwrap_unit_return_tuple=True)
     except Exception as exc:  # export/frontend errors come in many types
         raise DeployError(profile.path, f"cannot import {type(model).__name__} into TVM Relax: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return bounded_takes(mod)
+
+
+@relax.expr_functor.mutator
+class _BoundedTakes(relax.PyExprMutator):
+    def visit_call_(self, call: Any) -> Any:
+        call = super().visit_call_(call)
+        if getattr(call.op, "name", "") == "relax.take" and call.attrs.mode == "fast":
+            return relax.op.take(call.args[0], call.args[1], call.attrs.axis, mode="clip")
+        return call
+
+
+def bounded_takes(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every ``take`` in ``mod`` with ``mode="clip"`` instead of the frontend's ``"fast"``.
+
+    The channel gathers of compacted convs (``index_select`` with constant,
+    in-range indices) import as ``take``; in "fast" mode TOPI warns "Fast mode
+    segfaults when there are out-of-bounds indices" each time the op is
+    legalised (hundreds of lines per search). Clipping in-range indices changes
+    no value; it costs a min/max on a constant index per gathered element.
+    """
+    out = tvm.IRModule(attrs=mod.attrs) if mod.attrs is not None else tvm.IRModule()
+    for gvar, func in mod.functions.items():
+        out[gvar] = _BoundedTakes().visit_expr(func) if isinstance(func, relax.Function) else func
+    return out
 
 
 def _backend_pipeline(target: tvm.target.Target) -> Any:

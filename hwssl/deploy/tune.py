@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
+from hwssl import runlog
 from hwssl.cache import file_lock
 from hwssl.config.profile import HardwareProfile
 from hwssl.deploy import _workers
@@ -158,7 +160,8 @@ def make_runner(profile: HardwareProfile) -> Any:
 
 @contextlib.contextmanager
 def _quiet_metaschedule() -> Iterator[None]:
-    """MetaSchedule prints a task table per batch to stdout; keep warnings only (full log in <db>/logs).
+    """MetaSchedule prints a task table per batch to stdout; keep warnings only (full log in <db>/logs),
+    and send those to the run's log when :mod:`hwssl.runlog` captures it.
 
     Its logging setup also re-lists every handler of its logger by name and
     fails on unnamed ones (e.g. a test runner's capture handler), so foreign
@@ -170,9 +173,14 @@ def _quiet_metaschedule() -> Iterator[None]:
     for handler in foreign:
         logger.removeHandler(handler)
     logger.setLevel(logging.WARNING)
+    # its console handler binds to sys.stdout when tuning starts: during a quiet run, that is the run's log
+    stdout, log = sys.stdout, runlog.log_stream()
+    if log is not None:
+        sys.stdout = log
     try:
         yield
     finally:
+        sys.stdout = stdout
         logger.setLevel(saved)
         for handler in foreign:
             logger.addHandler(handler)

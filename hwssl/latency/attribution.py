@@ -61,6 +61,10 @@ def _conv_layers(spec: dict[str, Any], batch: int) -> list[tuple[str, dict[str, 
     convs: list[tuple[str, dict[str, Any]]] = []
     if spec["family"] == "plain":
         convs = [(layer["name"], layer) for layer in spec["layers"] if layer["kind"] == "conv"]
+    elif spec["family"] == "mobilenetv2":
+        convs = [("stem", spec["stem"]), ("head", spec["head"])]
+        convs += [(f"blocks.{i}.{part}", block[part]) for i, block in enumerate(spec["blocks"])
+                  if not block["removed"] for part in ("expand", "dw", "project") if block.get(part) is not None]
     else:
         convs = [("conv1", spec["stem"])]
         for s, blocks in enumerate(spec["stages"]):

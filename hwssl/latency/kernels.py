@@ -175,7 +175,7 @@ class _Walker:
             self.add("take", [shape, (kept,)], (n, kept, h, w), name, "gather")
             cin = kept
             shape = (n, kept, h, w)
-        self.add("conv", [shape, (out[1], cin, k, k)], out, name, "conv")
+        self.add("conv", [shape, (out[1], cin // int(c.get("groups", 1)), k, k)], out, name, "conv")
         return out
 
     def pool(self, layer: dict[str, Any], shape: Shape) -> Shape:
@@ -210,6 +210,8 @@ def spec_kernels(spec: dict[str, Any], batch: int = 1) -> list[KernelDesc]:
             elif kind == "linear":
                 shape = walk.linear(layer["name"], int(shape[1]), int(layer["out"]))
         return walk.kernels
+    if spec["family"] == "mobilenetv2":
+        return _mobilenet_kernels(walk, spec, shape)
     shape = walk.conv(spec["stem"], shape, "conv1")
     if spec.get("maxpool"):
         n, ch, hh, ww = shape
@@ -233,6 +235,26 @@ def spec_kernels(spec: dict[str, Any], batch: int = 1) -> list[KernelDesc]:
     walk.add("reduce", [shape], (n, ch, 1, 1), "avgpool", "pool")
     walk.add("reshape", [(n, ch, 1, 1)], (n, ch), "avgpool", "reshape")
     walk.linear("fc", int(ch), int(spec["num_classes"]))
+    return walk.kernels
+
+
+def _mobilenet_kernels(walk: _Walker, spec: dict[str, Any], shape: Shape) -> list[KernelDesc]:
+    """MobileNetV2: stem, per live block expand / depthwise / projection, head, pool, classifier
+    (removed identity blocks run no kernel of their own)."""
+    shape = walk.conv(spec["stem"], shape, "stem")
+    for i, block in enumerate(spec["blocks"]):
+        if block["removed"]:
+            continue
+        x = shape
+        for part in ("expand", "dw", "project"):
+            if block.get(part) is not None:
+                x = walk.conv(block[part], x, f"blocks.{i}.{part}")
+        shape = x
+    shape = walk.conv(spec["head"], shape, "head")
+    n, ch = shape[0], shape[1]
+    walk.add("reduce", [shape], (n, ch, 1, 1), "pool", "pool")
+    walk.add("reshape", [(n, ch, 1, 1)], (n, ch), "pool", "reshape")
+    walk.linear("classifier", int(ch), int(spec["num_classes"]))
     return walk.kernels
 
 

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from hwssl.models.mobilenet import MobileNetV2, mobilenetv2_spec
 from hwssl.models.plain import PlainCNN, convnet_spec, lenet_spec
 from hwssl.models.resnet import ResNet, resnet18_spec, resnet_cifar_spec
 
@@ -32,7 +33,10 @@ MODELS: dict[str, Callable[..., dict[str, Any]]] = {
     "resnet32": _resnet_cifar(32),
     "resnet56": _resnet_cifar(56),
     "resnet18": _resnet18,
+    "mobilenetv2": mobilenetv2_spec,
 }
+
+FAMILIES = ("plain", "resnet", "mobilenetv2")
 
 
 def available_models() -> list[str]:
@@ -55,4 +59,6 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
         return PlainCNN(spec)
     if family == "resnet":
         return ResNet(spec)
+    if family == "mobilenetv2":
+        return MobileNetV2(spec)
     raise ValueError(f"unknown model family {family!r} in spec")

@@ -6,6 +6,8 @@ A *conv spec* is a plain dict (JSON-serialisable)::
      "bias": true, "bn": false, "act": "none",
      "in_index": null, "columns": null, "bias_map": null}
 
+``act`` is ``none``, ``relu`` or ``relu6``. A depthwise conv (MobileNetV2) also has
+``"groups": <in>``; the key is absent for ordinary convs (``groups`` = 1).
 ``in_index``/``columns``/``bias_map`` are only set in compacted networks.
 """
 
@@ -21,11 +23,25 @@ from hwssl.models.layers import CompactConv2d
 ConvSpec = dict[str, Any]
 
 
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
 def conv_spec(name: str, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0,
-              bias: bool = False, bn: bool = True, act: str = "relu") -> ConvSpec:
-    return {"name": name, "in": cin, "out": cout, "kernel": kernel, "stride": stride,
+              bias: bool = False, bn: bool = True, act: str = "relu", groups: int = 1) -> ConvSpec:
+    spec = {"name": name, "in": cin, "out": cout, "kernel": kernel, "stride": stride,
             "padding": padding, "bias": bias, "bn": bn, "act": act,
             "in_index": None, "columns": None, "bias_map": None}
+    if groups != 1:
+        spec["groups"] = groups
+    return spec
+
+
+def make_act(act: str) -> nn.Module | None:
+    if act == "relu":
+        return nn.ReLU(inplace=False)
+    if act == "relu6":
+        return nn.ReLU6(inplace=False)
+    return None
 
 
 def is_compact(spec: ConvSpec) -> bool:
@@ -36,7 +52,9 @@ def make_conv(spec: ConvSpec) -> nn.Module:
     """nn.Conv2d for a dense spec, :class:`CompactConv2d` for a compacted one."""
     if not is_compact(spec):
         return nn.Conv2d(spec["in"], spec["out"], spec["kernel"], spec["stride"], spec["padding"],
-                         bias=spec["bias"])
+                         bias=spec["bias"], groups=spec.get("groups", 1))
+    if spec.get("groups", 1) != 1:
+        raise ValueError(f"conv {spec.get('name')}: a grouped conv cannot gather channels or columns")
     return CompactConv2d(spec["in"], spec["out"], spec["kernel"], spec["stride"], spec["padding"],
                          bias=spec["bias"], in_index=spec.get("in_index"), columns=spec.get("columns"),
                          bias_map_shape=spec.get("bias_map"))
@@ -49,7 +67,7 @@ class ConvUnit(nn.Module):
         super().__init__()
         self.conv = make_conv(spec)
         self.bn = nn.BatchNorm2d(spec["out"]) if spec["bn"] else None
-        self.act = nn.ReLU(inplace=False) if spec["act"] == "relu" else None
+        self.act = make_act(spec["act"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)

@@ -29,6 +29,7 @@ from hwssl.deploy.compile import prepare
 from hwssl.quant._convert import Int8Net, quantize_model
 from hwssl.quant.check import check_module
 from hwssl.quant.importer import import_integer_model
+from hwssl.data.sets import first_images
 from hwssl.quant.measure import ROUTE, accuracy_of
 
 
@@ -82,12 +83,12 @@ def int8_variant(model: nn.Module, calib_x: torch.Tensor, val: TensorDataset, te
     }
     reports = []
     for profile in profiles:
-        lat = measure_int8(qnet, profile.example_input(val.tensors[0]), profile, arch_key=arch_key, tune=tune, trials_per_task=trials_per_task,
+        lat = measure_int8(qnet, profile.example_input(first_images(val, profile.batch)), profile, arch_key=arch_key, tune=tune, trials_per_task=trials_per_task,
                            cache_dir=cache_dir)
         out["latency_ms_int8"][profile.name] = lat
         reports.append(lat)
     if not reports:
-        reports.append(host_integer_report(qnet, val.tensors[0][:1]))
+        reports.append(host_integer_report(qnet, first_images(val, 1)))
     float_ops = sorted({op for r in reports for op in r["float_ops"]})
     out.update(integer_only=all(r["integer_only"] for r in reports),
                strict_integer_only=all(r["strict_integer_only"] for r in reports), float_ops=float_ops,

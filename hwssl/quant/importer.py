@@ -114,6 +114,8 @@ def import_integer_model(model: torch.nn.Module, example: torch.Tensor) -> tvm.I
 
     with torch.no_grad():
         exported = torch.export.export(model.eval(), (example,))
+    from hwssl.deploy.compile import bounded_takes
+
     mod = from_exported_program(exported, keep_params_as_input=False, unwrap_unit_return_tuple=True,
                                 custom_convert_map=integer_convert_map())
-    return relax.transform.DeadCodeElimination()(mod)
+    return bounded_takes(relax.transform.DeadCodeElimination()(mod))

@@ -36,11 +36,12 @@ ROUTE_DETAIL = ("post-training int8 (per-channel symmetric int8 weights, per-ten
 @torch.no_grad()
 def accuracy_of(fn: Any, data: TensorDataset, chunk: int = 500) -> float:
     """Top-1 accuracy of ``fn(images) -> logits`` over ``data`` (evaluated in chunks)."""
-    x, y = data.tensors
+    from hwssl.data.sets import batches
+
     correct = 0
-    for s in range(0, len(y), chunk):
-        correct += int((fn(x[s:s + chunk]).argmax(1) == y[s:s + chunk]).sum())
-    return correct / max(1, len(y))
+    for xb, yb in batches(data, chunk):
+        correct += int((fn(xb).argmax(1) == yb).sum())
+    return correct / max(1, len(data))
 
 
 @torch.no_grad()

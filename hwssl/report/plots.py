@@ -13,7 +13,7 @@ from typing import Sequence
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import Formatter, FuncFormatter, MaxNLocator, PercentFormatter
 
 from hwssl.report import fmt
 from hwssl.report.collect import Candidate, ComparisonView, FrontView, RankView
@@ -93,6 +93,27 @@ def to_svg(fig: Figure, salt: str) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: the page is HTML
 
 
+class StepPercent(Formatter):
+    """Percent tick labels with as many decimals as the tick step needs (0.25 % steps: two).
+
+    A fixed number of decimals makes a narrow range (hypervolumes of 2.0-2.8 %) read the same
+    label on every tick.
+    """
+
+    def set_locs(self, locs: Sequence[float]) -> None:
+        super().set_locs(locs)
+        self._ticks = sorted(float(v) for v in locs)
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        locs = getattr(self, "_ticks", [])
+        steps = [b - a for a, b in zip(locs, locs[1:]) if b > a]
+        step = 100 * min(steps) if steps else 0.0
+        decimals = 0
+        while decimals < 6 and step > 0 and abs(round(step, decimals) - step) > 1e-9 * max(1.0, step):
+            decimals += 1
+        return f"{100 * x:.{decimals}f}%"
+
+
 def _cost_formatter(view: FrontView) -> FuncFormatter:
     if view.profile is None:
         return FuncFormatter(lambda v, _p: fmt.count(v))
@@ -161,7 +182,7 @@ def front_svg(view: FrontView) -> str:
                        edgecolors="white", linewidths=0.6)
             handles.append(Line2D([], [], ls="", marker="*", color=RECOMMENDED, markersize=11,
                                   label=f"recommended: #{view.recommended}"))
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.yaxis.set_major_formatter(StepPercent())
         positive = [c for c in view.cost + ([view.dense_cost] if view.dense_cost else []) if c > 0]
         if positive and max(positive) / min(positive) > 30:
             ax.set_xscale("log")
@@ -220,7 +241,7 @@ def comparison_svg(view: ComparisonView) -> str:
             ax.scatter([view.ref_cost], [view.ref_acc], marker="x", color=DENSE, s=40, zorder=5)
             handles.append(Line2D([], [], ls="", marker="x", color=DENSE, label="hypervolume reference"))
         ax.axvline(1.0, color=DENSE, ls=":", lw=0.8, zorder=1)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.yaxis.set_major_formatter(StepPercent())
         ax.set_xlabel(plain(f"cost / dense cost ({view.label})"))
         ax.set_ylabel("validation accuracy")
         ax.set_title(plain(f"Methods compared on {view.label}"), loc="left")
@@ -241,7 +262,7 @@ def hypervolume_svg(views: Sequence[FrontView]) -> str:
             colour = [FRONT, KNEE, RECOMMENDED, *PICKS][k % 6]
             ax.plot(view.trials, view.hv, drawstyle="steps-post", color=colour, lw=1.6, label=plain(label))
             ax.scatter(view.trials, view.hv, s=12, color=colour, zorder=3)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(StepPercent())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial number (complete trials, in order)")
         ax.set_ylabel("hypervolume\n(fraction of box)")

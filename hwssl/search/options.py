@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from hwssl.config.space import SearchSpace
+from hwssl.config.space import SearchSpace, space_model_spec
 from hwssl.methods import get_method
 from hwssl.storage import default_storage_url
 
@@ -68,6 +68,7 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
         "space_path": str(Path(opts.space.path).resolve()), "space_name": opts.space.name,
         "overrides": list(opts.overrides), "data_config": dataclasses.asdict(opts.space.data), "space_description": opts.space.description,
         "model": opts.space.model.name, "model_width": opts.space.model.width, "data": opts.space.data.name,
+        "dense_spec": space_model_spec(opts.space),  # spec files and the user's data leave no name to rebuild from
         "objectives": objective_names(opts.profiles),
         "profiles": [{"name": p.name, "path": str(Path(getattr(p, "path", "")).resolve()), "target": str(getattr(p, "target", "")),
                       "tuned": opts.tune} for p in opts.profiles],
@@ -106,12 +107,13 @@ def check_method(opts: SearchOptions) -> None:
         raise SearchError(f"{opts.space.path}: search.precision includes int8, but no --profile is given: int8 "
                           "changes latency, not MACs, so the front would only lose accuracy; add --profile FILE "
                           "or set search.precision = [\"fp32\"]")
-    from hwssl.baselines import MethodError
+    from hwssl.baselines import MethodError, check_space
     try:
         method = get_method(opts.method)
         if method.samples_ratios and not (0.0 <= opts.ratio_low <= opts.ratio_high < 1.0):
             raise SearchError(f"ratio range [{opts.ratio_low}, {opts.ratio_high}] must satisfy 0 <= low <= high < 1")
         method.check_params(opts.method_params)
+        check_space(opts.method, opts.space)
     except MethodError as exc:
         raise SearchError(str(exc)) from exc
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import warnings
+from typing import Any, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -68,7 +69,22 @@ def open_study(opts: SearchOptions) -> optuna.Study:
     else:
         for key, value in study_metadata(opts).items():
             study.set_user_attr(key, value)
+    name_metrics(study, opts.profiles)
     return study
+
+
+def metric_names(profiles: Sequence[Any]) -> list[str]:
+    """The objectives' names as Optuna records them (``study.set_metric_names``): what
+    optuna-dashboard and ``optuna.visualization`` label the axes with."""
+    return ["val_accuracy", *objective_names(profiles)[1:]]
+
+
+def name_metrics(study: optuna.Study, profiles: Sequence[Any]) -> None:
+    """Name the objectives of a study that has no names yet (new, or created by an older hwssl)."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(profiles))
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -16,6 +16,15 @@ gather from the untouched residual stream. Shape groups apply to every 3x3+
 conv. The depth group of a block holds both conv weights and both BatchNorm
 affine parameters of the branch, so a zeroed branch outputs exactly zero.
 
+MobileNetV2 (see :func:`_mobilenet_sites`): the hidden (expanded) channel ``h`` of a block
+is one *coupled* filter group spanning expand row ``h``, depthwise filter ``h`` and projection
+input column ``h`` (:class:`CoupledSite`); a zeroed group leaves nothing the projection reads,
+so the channel goes without constant folding. The expand conv's input channels are channel
+groups (a gather from the residual stream), the head conv's rows are filter groups (their
+constants fold into the classifier), identity blocks get depth groups (all three convs and
+BatchNorm affine parameters), and shape groups exist only on the stem, the one k x k conv
+that is not depthwise. Stream widths (block outputs) never change.
+
 Strength keys are ``<type>`` (every site of that type), ``<type>.<stage>``
 (e.g. ``depth.stage2``) or ``<type>.<layer>`` (e.g. ``shape.conv1``,
 ``filter.layer2.1.conv1``); the most specific key wins.
@@ -51,9 +60,22 @@ class DepthSite:
 
 
 @dataclass
+class CoupledSite:
+    """Filter groups spanning several tensors: group ``g`` is slice ``g`` along ``dim`` of every
+    member tensor (MobileNetV2's hidden channels: expand rows, depthwise filters, projection
+    columns)."""
+
+    name: str
+    stage: str
+    members: list[tuple[nn.Parameter, int]]
+    group_type: str = "filter"
+
+
+@dataclass
 class SSLSites:
     convs: list[ConvSite]
     blocks: list[DepthSite]
+    coupled: list[CoupledSite] = field(default_factory=list)
 
     def scopes(self, group_type: str) -> tuple[list[str], list[str]]:
         """(layer/block names, stage names) that a strength of this type may target."""
@@ -62,6 +84,7 @@ class SSLSites:
             stages = sorted({b.stage for b in self.blocks})
         else:
             sites = [s for s in self.convs if group_type in s.types]
+            sites += [c for c in self.coupled if c.group_type == group_type]
             names = [s.name for s in sites]
             stages = sorted({s.stage for s in sites if s.stage})
         return names, stages
@@ -108,7 +131,32 @@ def ssl_sites(model: nn.Module) -> SSLSites:
                           block.bn2.weight, block.bn2.bias]
                 blocks.append(DepthSite(prefix, stage, params))
         return SSLSites(convs, blocks)
+    if spec["family"] == "mobilenetv2":
+        return _mobilenet_sites(model)
     raise ValueError(f"unknown model family {spec['family']!r}")
+
+
+def _mobilenet_sites(model: nn.Module) -> SSLSites:
+    """MobileNetV2's groups (see the module docstring). Depthwise and projection convs are listed
+    with no group types of their own, so sparsity statistics still report them."""
+    convs = [ConvSite("stem", "stem", model.stem.conv, ("shape",) if model.spec["stem"]["kernel"] > 1 else ())]
+    blocks, coupled = [], []
+    for i, (bspec, block) in enumerate(zip(model.spec["blocks"], model.blocks)):
+        if bspec["removed"]:
+            continue
+        name, stage = f"blocks.{i}", f"stage{bspec['stage']}"
+        if block.expand is not None:
+            convs.append(ConvSite(f"{name}.expand", stage, block.expand.conv, ("channel",)))
+            coupled.append(CoupledSite(name, stage, [(block.expand.conv.weight, 0), (block.dw.conv.weight, 0),
+                                                     (block.project.conv.weight, 1)]))
+        convs.append(ConvSite(f"{name}.dw", stage, block.dw.conv, ()))
+        convs.append(ConvSite(f"{name}.project", stage, block.project.conv, ()))
+        if bspec["residual"]:
+            units = [u for u in (block.expand, block.dw, block.project) if u is not None]
+            params = [u.conv.weight for u in units] + [p for u in units for p in (u.bn.weight, u.bn.bias)]
+            blocks.append(DepthSite(name, stage, params))
+    convs.append(ConvSite("head", "head", model.head.conv, ("filter",)))
+    return SSLSites(convs, blocks, coupled)
 
 
 def parse_strength_key(key: str) -> tuple[str, str]:
@@ -147,6 +195,10 @@ def resolve_strengths(sites: SSLSites, strengths: Mapping[str, float]) -> dict[s
             lam = pick(group_type, site.name, site.stage)
             if lam > 0:
                 out[group_type][site.name] = lam
+    for site in sites.coupled:
+        lam = pick(site.group_type, site.name, site.stage)
+        if lam > 0:
+            out[site.group_type][site.name] = lam
     for block in sites.blocks:
         lam = pick("depth", block.name, block.stage)
         if lam > 0:

@@ -28,6 +28,7 @@ from typing import Mapping, Union
 import torch
 from torch import nn
 
+from hwssl.sparsity.coupled import coupled_scale_, coupled_size, coupled_sumsq
 from hwssl.sparsity.groups import SSLSites, resolve_strengths, ssl_sites
 
 
@@ -79,6 +80,16 @@ class ConvTerm:
 
 
 @dataclass
+class CoupledTerm:
+    """Coupled channel groups across several tensors (MobileNetV2's hidden channels)."""
+
+    name: str
+    group_type: str
+    members: list
+    lam: float
+
+
+@dataclass
 class DepthTerm:
     name: str
     params: list[nn.Parameter]
@@ -107,6 +118,12 @@ class GroupLasso:
                     size = conv_group_size(site.conv.weight, group_type) * block
                     scale = size ** 0.5 if scale_by_group_size else 1.0
                     self.conv_terms.append(ConvTerm(site.name, site.conv.weight, group_type, lam * scale, block))
+        self.coupled_terms: list[CoupledTerm] = []   # MobileNetV2's hidden channels (no filter blocks)
+        for site in self.sites.coupled:
+            lam = self.lambdas[site.group_type].get(site.name, 0.0)
+            if lam > 0:
+                scale = coupled_size(site.members) ** 0.5 if scale_by_group_size else 1.0
+                self.coupled_terms.append(CoupledTerm(site.name, site.group_type, site.members, lam * scale))
         self.depth_terms: list[DepthTerm] = []
         for block in self.sites.blocks:
             lam = self.lambdas["depth"].get(block.name, 0.0)
@@ -117,7 +134,7 @@ class GroupLasso:
 
     @property
     def active(self) -> bool:
-        return bool(self.conv_terms or self.depth_terms)
+        return bool(self.conv_terms or self.depth_terms or self.coupled_terms)
 
     def set_weights(self, weights: Mapping[tuple[str, str], Weight]) -> None:
         """Per-group multipliers of lambda, keyed ``(group type, site name)``: a number for every
@@ -132,6 +149,8 @@ class GroupLasso:
         total = torch.zeros(())
         for t in self.conv_terms:
             total = total + (self._lam(t.group_type, t.name, t.lam) * _safe_norm(t.sumsq())).sum()
+        for c in self.coupled_terms:
+            total = total + (self._lam(c.group_type, c.name, c.lam) * _safe_norm(coupled_sumsq(c.members))).sum()
         for t in self.depth_terms:
             total = total + self._lam("depth", t.name, t.lam) * _safe_norm(sum(p.pow(2).sum() for p in t.params))
         return total
@@ -152,6 +171,10 @@ class GroupLasso:
                 weight.mul_(factor.view(1, -1, 1, 1))
             else:
                 weight.mul_(factor.view(1, *weight.shape[1:]))
+        for c in self.coupled_terms:
+            norms = coupled_sumsq(c.members).sqrt()
+            coupled_scale_(c.members, (1 - lr * self._lam(c.group_type, c.name, c.lam) / norms.clamp_min(1e-30))
+                           .clamp_min(0))
         for t in self.depth_terms:
             norm = torch.sqrt(sum(p.pow(2).sum() for p in t.params))
             factor = (1 - lr * self._lam("depth", t.name, t.lam) / norm.clamp_min(1e-30)).clamp_min(0)
@@ -165,6 +188,7 @@ class GroupLasso:
             return
         seen: set[int] = set()
         tensors = [t.weight for t in self.conv_terms] + [p for t in self.depth_terms for p in t.params]
+        tensors += [t for c in self.coupled_terms for t, _ in c.members]
         for t in tensors:
             if id(t) in seen:
                 continue
