@@ -98,6 +98,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hwssl.config._reader import ConfigError, TableReader, load_toml
+from hwssl.config.fields import ORACLE_NAMES, StrengthRange, beside, filter_block, image_size, oracles, strength_range  # noqa: F401
 
 MODES = ("proximal", "subgradient")
 SEARCH_MODES = ("strengths", "budget", "path")
@@ -168,14 +169,6 @@ class QuantConfig:
     calibration: str = "max"
     calib_images: int = 256
     every_trial: bool = False
-
-
-@dataclass(frozen=True)
-class StrengthRange:
-    low: float
-    high: float
-    log: bool = True
-    zero_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,10 +253,10 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     seed = top.integer("seed", 0, minimum=0)
 
     m = top.sub("model", required=True)
-    spec_file = _beside(m.string("spec", ""), path)
+    spec_file = beside(m.string("spec", ""), path)
     model = ModelConfig(m.string("name", Path(spec_file).stem if spec_file else ...,
                                  choices=None if spec_file else available_models()),
-                        m.number("width", 1.0, positive=True), spec_file, _beside(m.string("weights", ""), path))
+                        m.number("width", 1.0, positive=True), spec_file, beside(m.string("weights", ""), path))
     m.finish()
 
     d = top.sub("data", required=True)
@@ -273,8 +266,8 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
         d.number("val_fraction", 0.1, minimum=0.01, maximum=0.5),
         d.integer("train_subset", 0, minimum=0), d.integer("val_subset", 0, minimum=0),
         d.integer("test_subset", 0, minimum=0),
-        _beside(d.string("path", ""), path) if is_user_data(data_name) else d.string("path", ""),
-        d.number("test_fraction", 0.2, minimum=0.01, maximum=0.5), _image_size(d),
+        beside(d.string("path", ""), path) if is_user_data(data_name) else d.string("path", ""),
+        d.number("test_fraction", 0.2, minimum=0.01, maximum=0.5), image_size(d),
         d.string("augment", "none", choices=AUGMENTS))
     d.finish()
 
@@ -292,8 +285,8 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     s = top.sub("ssl")
     ssl = SSLConfig(s.string("mode", "proximal", choices=MODES), s.boolean("scale_by_group_size", False),
                     s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
-                    s.number("target", 0.0, minimum=0, maximum=1), _filter_block(s),
-                    s.string("oracle", "macs", choices=_oracles()), s.integer("check_every", 5, minimum=1),
+                    s.number("target", 0.0, minimum=0, maximum=1), filter_block(s),
+                    s.string("oracle", "macs", choices=oracles()), s.integer("check_every", 5, minimum=1),
                     s.integer("weight_every", 100, minimum=1))
     if ssl.target >= 1:
         raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
@@ -315,14 +308,14 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
 
     se = top.sub("search")
     sr = se.sub("strengths")
-    ranges = {key: _range(sr, key) for key in list(sr.table)}
+    ranges = {key: strength_range(sr, key) for key in list(sr.table)}
     sr.finish()
     mode = se.string("mode", "strengths", choices=SEARCH_MODES)
     bu = se.sub("budget")
-    budget_target = _range(bu, "target", log=False, maximum=1.0) if bu.has("target") else None
+    budget_target = strength_range(bu, "target", log=False, maximum=1.0) if bu.has("target") else None
     path_points = bu.integer("path_points", 4, minimum=2)
     bm = bu.sub("mix")
-    mix = {key: _range(bm, key) for key in list(bm.table)}
+    mix = {key: strength_range(bm, key) for key in list(bm.table)}
     bm.finish()
     bu.finish()
     if mode in ("budget", "path"):
@@ -356,53 +349,6 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search, quant)
     _check_against_model(space, top)
     return space
-
-
-ORACLE_NAMES = ("macs", "latency")   # hwssl.budget.cost resolves them (latency: the first profile's model)
-
-
-def _oracles() -> list[str]:
-    return list(ORACLE_NAMES)
-
-
-def _filter_block(s: TableReader) -> int | str:
-    value = s.raw("filter_block", 1)
-    if value == "channel_round":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise s.error("filter_block", f'expected an integer >= 1 or "channel_round", got {value!r}')
-    return value
-
-
-def _range(table: TableReader, key: str, *, log: bool = True, maximum: float | None = None) -> StrengthRange:
-    """A ``{low, high, log, zero_probability}`` range (``low < high``, both positive)."""
-    r = table.sub(key, required=True)
-    low = r.number("low", positive=True, maximum=maximum)
-    high = r.number("high", positive=True, maximum=maximum)
-    if high <= low:
-        raise r.error("high", f"expected a number > low ({low}), got {high}")
-    out = StrengthRange(low, high, r.boolean("log", log), r.number("zero_probability", 0.0, minimum=0, maximum=1))
-    r.finish()
-    return out
-
-
-def _beside(value: str, space_path: str) -> str:
-    """A relative path next to the search-space file when it exists there, else as given."""
-    if not value or Path(value).is_absolute():
-        return value
-    candidate = Path(space_path).parent / value
-    return str(candidate) if candidate.exists() else value
-
-
-def _image_size(d: TableReader) -> tuple[int, int] | None:
-    value = d.raw("image_size", 0)
-    if value == 0 and not isinstance(value, bool):
-        return None
-    from hwssl.data import image_size_of
-    try:
-        return image_size_of(value)
-    except ValueError:
-        raise d.error("image_size", f"expected a positive integer or [height, width], got {value!r}") from None
 
 
 def space_data_info(space: SearchSpace) -> Any:
