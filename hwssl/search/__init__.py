@@ -17,6 +17,8 @@ strengths, and runs that baseline through the same harness; the study records
 
 from __future__ import annotations
 
+import logging
+
 import optuna
 
 from hwssl.methods import get_method
@@ -31,6 +33,20 @@ __all__ = ["OBJECTIVE_ACCURACY", "Objective", "Reporter", "SearchError", "Search
            "check_method", "check_profiles_timable", "complete_trials", "enqueue_ratios", "make_sampler",
            "objective_names", "objective_values", "open_study", "resume_seed", "run_search", "sample_precision",
            "set_constraints", "study_metadata"]
+
+
+class _InterruptWithoutTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C as failed, with the KeyboardInterrupt's traceback;
+    the one-line 'interrupted' message of the CLI says all a user needs, so drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_OPTUNA_TRIAL_LOGGER = logging.getLogger("optuna.study._optimize")
+_INTERRUPT_FILTER = _InterruptWithoutTraceback()
 
 
 def run_search(opts: SearchOptions) -> optuna.Study:
@@ -54,6 +70,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     reporter.say(f"study {opts.name!r} in {opts.storage_url}: {done}/{target} complete trials; objectives "
                  f"{objective_names(opts.profiles)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _OPTUNA_TRIAL_LOGGER.addFilter(_INTERRUPT_FILTER)  # idempotent
     try:
         if done < target:
             study.optimize(Objective(opts, reporter), catch=(Exception,), gc_after_trial=True,
