@@ -195,7 +195,11 @@ def test_budget_search_with_the_latency_oracle_prices_in_ms_once_the_model_has_d
     from hwssl.config.profile import load_profile
 
     path = tmp_path / "tiny_budget.toml"
-    path.write_text(BUDGET_SPACE.replace("latency_weighted = true", 'latency_weighted = true\noracle = "latency"'))
+    # latency does not shrink like MACs (each kernel keeps its dispatch cost), so the targets are looser;
+    # no latency weights: a model fitted on two nets can price a group's marginal saving at 0 (no push)
+    text = BUDGET_SPACE.replace("latency_weighted = true", 'oracle = "latency"')
+    path.write_text(text.replace("target = { low = 0.3, high = 0.7, log = false }",
+                                 "target = { low = 0.6, high = 0.9, log = false }"))
     profile = load_profile(fast_cpu_profile(tmp_path, threads=1))
     opts = SearchOptions(space=load_search_space(path), storage=f"sqlite:///{tmp_path / 's.db'}", trials=2,
                          artifacts=str(tmp_path / "a"), profiles=[profile], tune=False)
@@ -203,7 +207,8 @@ def test_budget_search_with_the_latency_oracle_prices_in_ms_once_the_model_has_d
     first, second = [t.user_attrs["result"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert first["oracle"] == "macs" and "has no data yet" in first["oracle_note"] and "predicted_ms" not in first
     assert second["oracle"] == "latency" and second["oracle_units"] == "ms" and second["oracle_profile"] == profile.name
-    assert second["predicted_ms"] == second["predicted"] and second["budget"]["reached"]
+    assert second["predicted_ms"] == second["predicted"]
+    assert second["budget"]["reached"], (second["target"], second["budget"]["final_ratio"])
     assert second["predicted_ratio"] <= second["target"]
     assert second["budget"]["predicted_dense"] != second["flops_dense"]   # ms, not MACs
     err = capsys.readouterr().err
