@@ -93,6 +93,7 @@ def trial_row(rt: RecordedTrial, profiles: list[str]) -> dict[str, Any]:
             row[f"tvm_ms:{p}"] = lat.tvm if lat else None
             row[f"torch_ms:{p}"] = lat.torch if lat else None
             row[f"tuned:{p}"] = bool(lat.tuned) if lat else False
+            row[f"fidelity:{p}"] = ("final" if rec.is_final(p) else "cheap") if lat else None
             row[f"dense_tvm_ms:{p}"] = dense.tvm if dense else None
             row[f"speedup:{p}"] = rec.speedup(p)
             if int8 is not None:
