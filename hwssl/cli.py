@@ -41,6 +41,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     space = _load_space(args.space, args.set)
     profiles = _load_profiles(args.profile)
+    from hwssl.budget.cost import check_oracle
+
+    check_oracle(space, profiles)
     if profiles:  # TVM runs only for a profile
         runlog.capture(Path(args.out) / runlog.LOG_NAME if args.out else
                        runlog.study_log_path("hwssl-artifacts", f"evaluate-{space.name}"), verbose=args.verbose)
@@ -76,6 +79,14 @@ def _summary(result: dict) -> str:
              f"  layers    {r['conv_layers_dense']} -> {r['conv_layers']}; blocks removed: {r['blocks_removed']}",
              f"  compaction max |diff| {r['max_abs_diff_compacted']:.2e}; SSL step overhead "
              f"{r['ssl_step_overhead']:.2f}x"]
+    if "target" in r:
+        b = r["budget"]
+        last = b["strength_trajectory"][-1]["strength"] if b["strength_trajectory"] else 1.0
+        units = f" {r['oracle_units']}" if r.get("oracle_units") else ""
+        lines.append(f"  budget    target {r['target']:.3g} of the dense predicted cost ({b['predicted_dense']:.4g}"
+                     f"{units}, oracle {r.get('oracle', 'macs')}): "
+                     f"reached {r['predicted_ratio']:.3g} ({'met' if b['reached'] else 'NOT met'}, "
+                     f"{len(b['strength_trajectory'])} checks, final strength x{last:.3g}, {b['rollbacks']} rollbacks)")
     for name, kept in r["layers"].items():
         d = kept["dense"]
         lines.append(f"    {name:<18} filters {kept['filters']:>4}/{d['filters']:<4} channels "

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from hwssl.budget import hw_options_on, hw_ssl
 from hwssl.cache import cache_root, file_lock, stable_hash
 from hwssl.compact import arch_key, architecture_summary, compact_model, conv_layer_count, save_compacted
 from hwssl.config.space import SearchSpace, space_model_spec
@@ -103,11 +104,17 @@ class DenseStart:
     cached: bool
     wall: dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
+    profiles: tuple[Any, ...] = ()     # the candidate's target profiles (hardware-aware SSL prices on the first)
+    tune: bool = True                  # whether it is measured tuned (which latency model prices it)
 
     def dense_model(self) -> nn.Module:
         model = build_model(self.spec)
         model.load_state_dict(self.ckpt["state"])
         return model
+
+    def for_profiles(self, profiles: Sequence[Any], measure: MeasureSettings = MeasureSettings()) -> "DenseStart":
+        """This start, aimed at ``profiles`` measured as ``measure`` says."""
+        return dataclasses.replace(self, profiles=tuple(profiles), tune=measure.tune)
 
 
 def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:
@@ -119,10 +126,29 @@ def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:
     return start
 
 
-def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None
-                 ) -> tuple[nn.Module, PhaseResult]:
-    """SSL fine-tuning of the dense model with the given per-group strengths."""
+def compaction_round(space: SearchSpace, profiles: Sequence[Any] = ()) -> int:
+    """Kept widths are rounded to the coarsest multiple the space or any target profile asks for."""
+    return max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
+
+
+def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progress | None = None, *,
+                 target: float | None = None) -> tuple[nn.Module, PhaseResult]:
+    """SSL fine-tuning of the dense model with the given per-group strengths. With the space's
+    hardware-aware ``[ssl]`` options on (or a budget ``target``, a fraction of the dense net's
+    predicted cost, overriding ``ssl.target``), :func:`hwssl.budget.hw_ssl` runs it on the
+    profiles in ``start.profiles`` (its facts land in ``phase.record``)."""
     space, t = start.space, start.space.train
+    target = space.ssl.target if target is None else target
+    if hw_options_on(space.ssl) or target > 0:
+        from hwssl.budget.cost import MAC_ORACLE, ssl_oracle
+
+        prices = space.ssl.latency_weighted or target > 0   # filter blocks alone price nothing
+        cost = ssl_oracle(space, start.profiles, tune=start.tune) if prices else MAC_ORACLE
+        run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
+                     channel_round=compaction_round(space, start.profiles), progress=progress)
+        if prices:
+            run.phase.record.update(cost.record(run.phase.record))
+        return run.model, run.phase
     model = start.dense_model()
     reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)
     phase = train_phase(model, start.splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr,
@@ -155,8 +181,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
 
     tc = time.perf_counter()
     check = first_images(splits.val, 64)
-    # kept widths are rounded to the coarsest multiple any target profile asks for
-    channel_round = max([space.compact.channel_round] + [getattr(p, "channel_round", 1) for p in profiles])
+    channel_round = compaction_round(space, profiles)
     compacted = compact_model(sparse, channel_round=channel_round,
                               min_shape_sparsity=space.compact.min_shape_sparsity, check_inputs=check,
                               tolerance=COMPACTION_TOLERANCE)
@@ -191,6 +216,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
         "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
+    result.update(getattr(sparsify, "record", None) or {})  # hardware-aware SSL: budget, oracle, weights
     if profiles:
         td = time.perf_counter()
         from hwssl.latency.record import measure_pair_with_model  # deferred: TVM import is slow
@@ -250,6 +276,7 @@ def evaluate_candidate(space: SearchSpace, strengths: dict[str, float] | None = 
     """Train, sparsify with SSL, compact, fine-tune and measure one strength setting."""
     strengths = dict(space.strengths if strengths is None else strengths)
     start = prepare(space, progress)
+    start = start.for_profiles(profiles, measure)
     sparse, phase = ssl_sparsify(start, strengths, progress)
     return finish_candidate(start, sparse, method="ssl", params=strengths, sparsify=phase, profiles=profiles,
                             measure=measure, save_dir=save_dir, progress=progress)

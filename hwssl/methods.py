@@ -45,9 +45,11 @@ class Method:
     single_point: bool = False                                # every trial is the same model: one trial
 
     def trial_attrs(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """What a search trial records about its sampled parameters (Optuna user attributes)."""
+        """What a search trial records about its sampled parameters (Optuna user attributes);
+        SSL's budget ``target`` is an attribute of its own beside the strengths (the mix)."""
         if self.records_strengths:
-            return {"strengths": dict(params)}
+            target, strengths = split_target(params)
+            return {"strengths": strengths, **({"target": target} if target is not None else {})}
         return {"method": self.name, "method_params": dict(params)}
 
     def describe(self, params: Mapping[str, Any]) -> str:
@@ -80,12 +82,38 @@ def get_method(name: str) -> Method:
 
 # -- SSL --------------------------------------------------------------------------------------------------------
 
+TARGET = "target"   # SSL parameter: budget target, a fraction of the dense net's predicted cost
+
+
+def split_target(params: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """SSL parameters -> (budget target or None, the strengths or mix)."""
+    rest = {k: v for k, v in params.items() if k != TARGET}
+    return (float(params[TARGET]) if params.get(TARGET) is not None else None), rest
+
 
 def sample_strengths(trial: Any, space: SearchSpace, sampling: Sampling | None = None) -> dict[str, float]:
     """One strength per searched key (log-uniform by default); a key with a
     ``zero_probability`` is first switched on or off by a categorical choice."""
-    strengths = dict(space.strengths)
-    for key, rng in space.search.strengths.items():
+    return sample_ranges(trial, space.search.strengths, dict(space.strengths))
+
+
+def sample_ssl(trial: Any, space: SearchSpace, sampling: Sampling | None = None) -> dict[str, float]:
+    """``search.mode``: ``strengths`` samples the strengths; ``budget`` samples a ``target`` and a mix
+    (the relative strengths budget-targeted SSL scales); ``path`` samples the mix only (its
+    targets are the space's ``path_targets``, see :mod:`hwssl.search.path`)."""
+    mode = space.search.mode
+    if mode == "strengths":
+        return sample_strengths(trial, space, sampling)
+    mix = sample_ranges(trial, space.search.budget_mix, {})
+    if mode == "budget":
+        rng = space.search.budget_target
+        return {TARGET: trial.suggest_float(TARGET, rng.low, rng.high, log=rng.log), **mix}
+    return mix
+
+
+def sample_ranges(trial: Any, ranges: Mapping[str, Any], strengths: dict[str, float]) -> dict[str, float]:
+    """Sample each range of ``ranges`` into ``strengths`` (see :func:`sample_strengths`)."""
+    for key, rng in ranges.items():
         if rng.zero_probability > 0:
             # a categorical whose choices encode the probability keeps the sampler's prior honest
             n_off = max(1, round(10 * rng.zero_probability))
@@ -101,7 +129,8 @@ def sample_strengths(trial: Any, space: SearchSpace, sampling: Sampling | None =
 def _ssl_sparsify(start: Any, params: Mapping[str, Any], progress: Progress | None) -> tuple[Any, Any, None]:
     from hwssl.evaluate import ssl_sparsify
 
-    sparse, phase = ssl_sparsify(start, dict(params) or dict(start.space.strengths), progress)
+    target, strengths = split_target(params)
+    sparse, phase = ssl_sparsify(start, strengths or dict(start.space.strengths), progress, target=target)
     return sparse, phase, None
 
 
@@ -117,8 +146,9 @@ def _baseline_sparsify(name: str) -> Sparsify:
     return run
 
 
-register(Method("ssl", "searches per-group SSL strengths (group Lasso, proximal step)", _ssl_sparsify,
-                sample_strengths, records_strengths=True))
+register(Method("ssl", "searches per-group SSL strengths (group Lasso, proximal step), or a latency "
+                       "budget and a strength mix (hardware-aware SSL)", _ssl_sparsify,
+                sample_ssl, records_strengths=True))
 for _name, _summary in (("l1", "L1-norm filter pruning (Li et al. 2017) at a sampled ratio"),
                         ("torch-pruning", "Torch-Pruning DepGraph group-norm sparse learning at a sampled ratio"),
                         ("dense", "the unmodified dense model (one point)")):
@@ -146,10 +176,10 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
         check_space(method, space)  # a baseline that cannot prune this family refuses before training
     else:
         check_family(method, start.spec["family"])
-    start = prepare(space, progress) if start is None else fresh_start(start)
+    start = (prepare(space, progress) if start is None else fresh_start(start)).for_profiles(profiles, measure)
     sparse, phase, info = spec.sparsify(start, params, progress)
     if method == "ssl":
-        params = dict(params) or dict(space.strengths)
+        params = split_target(params)[1] or dict(space.strengths)
     result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,
                               measure=measure, save_dir=save_dir, progress=progress)
     if info is not None:

@@ -84,6 +84,7 @@ def trial_row(rt: RecordedTrial, profiles: list[str]) -> dict[str, Any]:
             "integer_only": x.get("integer_only"),
             "float_ops": len(x["float_ops"]) if "float_ops" in x else None,
         })
+        row.update(budget_fields(rec))
         ratio = rec.method_params.get("ratio") if rec.method != "ssl" else None
         if isinstance(ratio, (int, float)):
             row["ratio"] = float(ratio)
@@ -94,14 +95,28 @@ def trial_row(rt: RecordedTrial, profiles: list[str]) -> dict[str, Any]:
             row[f"ort_ms:{p}"] = lat.get("onnxruntime") if lat else None
             row[f"threads:{p}"] = lat.get("threads") if lat else None
             row[f"tuned:{p}"] = bool(lat.tuned) if lat else False
+            row[f"fidelity:{p}"] = ("final" if rec.is_final(p) else "cheap") if lat else None
             row[f"dense_tvm_ms:{p}"] = dense.tvm if dense else None
             row[f"speedup:{p}"] = rec.speedup(p)
             if int8 is not None:
                 cheap = int8.timings.get(p)
                 row[f"int8_ms:{p}"] = cheap.cheap.tvm if cheap and cheap.cheap else None
+    if trial.user_attrs.get("path_of") is not None:
+        row["path_of"] = trial.user_attrs["path_of"]   # a regularisation-path snapshot of that trial
     for key, value in trial.user_attrs.get("strengths", {}).items():
         row[f"λ {key}"] = value
     return row
+
+
+def budget_fields(rec: TrialRecord) -> dict[str, Any]:
+    """Budget-targeted SSL's columns (none for other trials): the target (a fraction of the dense
+    net's predicted cost), the predicted cost reached (``predicted_ms`` when the oracle is the
+    latency model), the reached ratio and the oracle."""
+    x = rec.extra
+    if x.get("target") is None:
+        return {}
+    return {"target": x["target"], "predicted": x.get("predicted"), "predicted_ms": x.get("predicted_ms"),
+            "reached_ratio": x.get("predicted_ratio"), "oracle": x.get("oracle", "macs")}
 
 
 def study_profiles(study: optuna.Study) -> list[str]:

@@ -64,34 +64,64 @@ def _int8_latency(study: optuna.Study, model: torch.nn.Module, record: TrialReco
     return latency
 
 
+def _needs_retiming(record: TrialRecord, profile: str, budget: int) -> bool:
+    """True unless the trial already has a final re-timing on ``profile`` at this budget."""
+    if not record.is_final(profile):
+        return True
+    final = record.latency(profile)
+    return final is None or final.extra.get("trials_per_task") != budget
+
+
+def _front_to_retime(study: optuna.Study, profile: str, budget: int,
+                     retimed: Sequence[int] = ()) -> tuple[list[int], list[int]]:
+    """The profile's current Pareto set and its members that still carry a cheap (or other-budget)
+    timing; a trial re-timed in this call (``retimed``) is never re-timed again, so the loop ends."""
+    records = {t.number: t.record for t in trial_records(study) if t.record is not None}
+    front = pareto_frame(study, profile)
+    numbers = [] if front.empty else [int(n) for n in front["trial"]]
+    return numbers, [n for n in numbers if n not in retimed and _needs_retiming(records[n], profile, budget)]
+
+
 def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_task: int | None = None,
                   say: Callable[[str], None] = print) -> dict[str, list[int]]:
-    """Fully tune and re-time each profile's Pareto-optimal trials and the dense net.
-    Returns {profile: [trial numbers re-timed]}."""
+    """Fully tune and re-time each profile's Pareto-optimal trials and the dense net, until the front
+    holds final timings only.
+
+    Re-timing changes latencies, so a trial that was dominated by cheap timings can join the front
+    once its neighbours are re-timed: the front is recomputed after each round and its new members
+    are re-timed too, until the Pareto set no longer changes. A front, and the speed-ups computed on
+    it, then never mix the cheap and the full fidelity. Returns {profile: [trial numbers re-timed]}."""
     from hwssl.latency.record import measure_with_model
 
     done: dict[str, list[int]] = {}
-    by_number = {t.number: t.record for t in trial_records(study) if t.record is not None}
     dense = None
     for profile in profiles:
         budget = trials_per_task or profile.tuning.full_trials_per_task
-        front = pareto_frame(study, profile.name)
-        if front.empty:
+        front, pending = _front_to_retime(study, profile.name, budget)
+        if not front:
             continue
-        numbers = [int(n) for n in front["trial"]]
-        for number in numbers:
-            record = by_number[number]
-            model = _candidate_model(record)
-            example = torch.zeros(profile.batch, *record.extra["arch"]["input"])
-            int8 = record.precision == "int8"
-            say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
-            if int8:
-                latency = _int8_latency(study, model, record, profile, budget)
-            else:  # with the per-kernel breakdown (report: where the time goes) and the model's prediction
-                latency = measure_with_model(model, example, profile, spec=record.extra["arch"],
-                                             arch_key=record.extra["arch_key"], tune=True, trials_per_task=budget,
-                                             per_layer=True, source="final")
-            store_final(study, number, profile.name, latency)
+        retimed: list[int] = []
+        rounds = 0
+        while pending:
+            rounds += 1
+            if rounds > 1:
+                say(f"[retime] {profile.name}: round {rounds}: trials {pending} joined the front after re-timing")
+            records = {t.number: t.record for t in trial_records(study) if t.record is not None}
+            for number in pending:
+                record = records[number]
+                model = _candidate_model(record)
+                example = torch.zeros(profile.batch, *record.extra["arch"]["input"])
+                int8 = record.precision == "int8"
+                say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
+                if int8:
+                    latency = _int8_latency(study, model, record, profile, budget)
+                else:  # with the per-kernel breakdown (report: where the time goes) and the model's prediction
+                    latency = measure_with_model(model, example, profile, spec=record.extra["arch"],
+                                                 arch_key=record.extra["arch_key"], tune=True,
+                                                 trials_per_task=budget, per_layer=True, source="final")
+                store_final(study, number, profile.name, latency)
+                retimed.append(number)
+            front, pending = _front_to_retime(study, profile.name, budget, retimed)
         if dense is None:
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])
@@ -99,5 +129,5 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
         latency = measure_with_model(dense, example, profile, spec=dense.spec, arch_key=arch_key(dense.spec),
                                      tune=True, trials_per_task=budget, per_layer=True, source="final")
         store_final(study, None, profile.name, latency)
-        done[profile.name] = numbers
+        done[profile.name] = retimed
     return done

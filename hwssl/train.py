@@ -38,6 +38,7 @@ class PhaseResult:
     step_ms: float                  # mean wall time of a plain step (fwd, loss, bwd, optimiser step)
     ssl_ms: float = 0.0             # mean extra wall time per step spent on the SSL penalty / proximal step
     history: list[float] = field(default_factory=list)
+    record: dict = field(default_factory=dict)  # extra facts of the phase (budget-targeted SSL: target, cost reached)
 
     @property
     def ssl_step_overhead(self) -> float:
@@ -62,7 +63,8 @@ def train_phase(model: nn.Module, data: Dataset, *, phase: str, epochs: float, l
     With a ``regularizer``: ``mode="subgradient"`` adds the group-Lasso penalty to
     the loss; ``mode="proximal"`` applies group soft-thresholding after each
     step instead. Either way weights below ``zero_threshold`` are zeroed after
-    each step (Caffe SSL's behaviour).
+    each step (Caffe SSL's behaviour). ``on_step(step, total, loss)`` runs after every step;
+    returning True ends the phase there (budget-targeted SSL stops once its target is reached).
     """
     torch.set_num_threads(threads)
     gen = set_seed(seed)
@@ -109,8 +111,9 @@ def train_phase(model: nn.Module, data: Dataset, *, phase: str, epochs: float, l
             if step % max(1, steps_per_epoch // 4) == 0:
                 losses.append(round(loss_value, 4))
             step += 1
-            if on_step is not None:
-                on_step(step, total, loss_value)
+            if on_step is not None and on_step(step, total, loss_value) is True:
+                total = step  # ends both loops
+                break
     wall = time.perf_counter() - t_start
     model.eval()
     return PhaseResult(phase, epochs, step, wall, loss_value, 1000 * plain_s / max(step, 1),

@@ -26,7 +26,7 @@ def _write(tmp_path, text):
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_search_spaces_are_valid(path):
     space = load_search_space(path)
-    assert space.search.strengths, "every shipped space searches at least one strength"
+    assert space.search.strengths or space.search.budget_mix, "every shipped space searches something"
 
 
 def test_minimal_file_gets_documented_defaults(tmp_path):
@@ -62,6 +62,26 @@ def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
     ('[search]\nprecision = ["int8", "int8"]\n', "search.precision", "distinct values"),
     ('[quant]\ncalibration = "entropy"\n', "quant.calibration", "expected one of"),
     ('[quant]\ncalib_images = 0\n', "quant.calib_images", "expected an integer >= 1"),
+    ('[ssl]\ntarget = 1.0\n', "ssl.target", "expected a fraction of the dense cost in (0, 1)"),
+    ('[ssl]\ntarget = -0.2\n', "ssl.target", "expected a number >= 0"),
+    ('[ssl]\ntarget = 0.3\n', "strengths", "expected at least one positive strength"),
+    ('[ssl]\nfilter_block = "simd"\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
+    ('[ssl]\nfilter_block = 0\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
+    ('[ssl]\noracle = "flops"\n', "ssl.oracle", "expected one of ['macs', 'latency']"),
+    ('[ssl]\nlatency_weighted = "yes"\n', "ssl.latency_weighted", "expected true or false"),
+    ('[search]\nmode = "budget"\n', "search.budget.target", "needs a target range"),
+    ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 0.5 }\n', "search.budget.mix",
+     "needs at least one"),
+    ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 1.5 }\n',
+     "search.budget.target.high", "expected a number <= 1.0"),
+    ('[search.budget]\ntarget = { low = 0.5, high = 0.2 }\n', "search.budget.target.high", "expected a number > low"),
+    ('[search.budget.mix."depth"]\nlow = 0.1\nhigh = 1.0\n', "search.budget.mix.depth", "no depth groups"),
+    ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 0.5 }\n'
+     '[search.budget.mix."filter"]\nlow = 0.1\nhigh = 1.0\n[search.strengths."filter"]\nlow = 0.1\nhigh = 1.0\n',
+     "search.strengths", "samples search.budget.mix, not raw strengths"),
+    ('[search]\nmode = "lambda"\n', "search.mode", "expected one of ['strengths', 'budget', 'path']"),
+    ('[search]\nmode = "path"\n', "search.budget.target", 'search.mode = "path" needs a target range'),
+    ('[search.budget]\npath_points = 1\n', "search.budget.path_points", "expected an integer >= 2"),
 ])
 def test_bad_value_names_file_and_key(tmp_path, extra, key, expected):
     text = BASE + extra if not extra.startswith("colour") else extra + BASE
@@ -108,6 +128,32 @@ def test_overrides_set_strengths_and_settings(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_search_space(path, ["train.ssl_epochs=-2"])
     assert err.value.key == "train.ssl_epochs"
+
+
+def test_hardware_aware_ssl_defaults_keep_the_paper_and_set_turns_them_on(tmp_path):
+    path = _write(tmp_path, BASE)
+    ssl = load_search_space(path).ssl
+    assert (ssl.latency_weighted, ssl.target, ssl.filter_block, ssl.oracle) == (False, 0.0, 1, "macs")
+    ssl = load_search_space(path, ["filter=0.1", "ssl.target=0.3", "ssl.latency_weighted=true",
+                                   'ssl.filter_block="channel_round"', "ssl.check_every=3"]).ssl
+    assert (ssl.latency_weighted, ssl.target, ssl.filter_block, ssl.check_every) == (True, 0.3, "channel_round", 3)
+    assert load_search_space(path, ["ssl.filter_block=8"]).ssl.filter_block == 8
+
+
+def test_budget_search_mode_reads_target_and_mix_ranges(tmp_path):
+    text = BASE + """
+[search]
+mode = "budget"
+[search.budget]
+target = { low = 0.15, high = 0.8, log = false }
+[search.budget.mix."filter.conv2"]
+low = 0.05
+high = 0.5
+zero_probability = 0.2
+"""
+    search = load_search_space(_write(tmp_path, text)).search
+    assert search.mode == "budget" and search.budget_target.low == 0.15 and search.budget_target.log is False
+    assert search.budget_mix["filter.conv2"].zero_probability == 0.2 and not search.strengths
 
 
 INTEGER_KEYS = ["seed", "data.train_subset", "data.val_subset", "data.test_subset", "train.batch_size",

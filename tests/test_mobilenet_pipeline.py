@@ -29,7 +29,7 @@ dense_epochs = 1
 dense_lr = 0.05
 ssl_epochs = 1
 ssl_lr = 0.05
-recover_epochs = 0.5
+recover_epochs = 1
 [strengths]
 "filter" = 3.0
 "depth" = 3.0
@@ -107,7 +107,7 @@ def test_a_search_on_a_spec_file_and_an_npz_records_the_dense_spec_for_retime(tm
     spec = model_spec("mobilenetv2", 1, (12, 12), 3, 0.25)
     (tmp_path / "net.json").write_text(json.dumps(spec))
     (tmp_path / "s.toml").write_text('[model]\nspec = "net.json"\n[data]\nname = "npz"\npath = "d.npz"\n'
-                                     '[train]\ndense_epochs = 1\nssl_epochs = 0.5\nrecover_epochs = 0.5\n'
+                                     '[train]\ndense_epochs = 1\nssl_epochs = 1\nrecover_epochs = 1\n'
                                      '[search.strengths."filter"]\nlow = 0.5\nhigh = 3.0\n')
     space = load_search_space(tmp_path / "s.toml")
     study = run_search(SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="mnv2",

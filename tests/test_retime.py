@@ -43,11 +43,13 @@ def test_search_retime_and_report_share_a_journal_storage(journal_study, capsys)
                  "--trials-per-task", "1"]) == 0
     assert f"re-timed the Pareto-optimal trials of {STUDY!r}" in capsys.readouterr().out
 
-    after = {t.number: t.record for t in trial_records(load_study(STUDY, url))}
+    after_study = load_study(STUDY, url)
+    after = {t.number: t.record for t in trial_records(after_study)}
+    front_after = [int(n) for n in pareto_frame(after_study, "cpu_test")["trial"]]
+    assert all(after[n].is_final("cpu_test") for n in front + front_after)  # one fidelity on the front
     for number, record in after.items():
-        assert record.is_final("cpu_test") == (number in front)
         assert record.cheap_latency("cpu_test").to_dict() == before[number].cheap_latency("cpu_test").to_dict()
-        if number in front:
+        if record.is_final("cpu_test"):
             final, dense = record.latency("cpu_test"), record.dense_latency("cpu_test")
             assert final.tuned and final.extra["trials_per_task"] == 1 and final.tvm > 0
             assert dense.tuned and dense.extra["trials_per_task"] == 1  # the dense net re-timed with the same budget
@@ -72,3 +74,50 @@ def test_retime_of_a_study_without_profiles_says_so(tmp_path, capsys):
     optuna.create_study(study_name="plain", storage=open_storage(url, create=True))
     assert main(["retime", "--study", "plain", "--storage", url]) == 2
     assert "no hardware profile to re-time on" in capsys.readouterr().err
+
+
+def test_retime_iterates_until_the_front_holds_final_timings_only(journal_study):
+    """Trial B is dominated by A's cheap timing; A's full re-timing is slower than B's cheap one, so B
+    joins the front and is re-timed in a second round: no front point keeps a cheap timing.
+
+    The two records are the journal study's real trials; only their cheap TVM timings are planted
+    (A 1 ns, B 10 ns, B one point less accurate) so that the order change is certain. Every re-timing
+    is a real build and measurement."""
+    import copy
+
+    import optuna
+
+    url = journal_study["url"]
+    source = load_study(STUDY, url)
+    trials = sorted((t for t in source.get_trials() if t.user_attrs.get("result")), key=lambda t: t.number)
+    a, b = trials[0], trials[-1]
+    results = []
+    for trial, tvm, acc_delta in ((a, 1e-6, 0.0), (b, 1e-5, -0.01)):
+        result = copy.deepcopy(trial.user_attrs["result"])
+        result["accuracy"] = a.user_attrs["result"]["accuracy"] + acc_delta
+        result["latency_ms"]["cpu_test"]["tvm"] = tvm
+        result["latency_ms"]["cpu_test"].pop("cached", None)
+        results.append((trial, result))
+    target = optuna.create_study(study_name="planted", storage=source._storage, directions=source.directions)
+    for key, value in source.user_attrs.items():
+        if not key.startswith("final_latency"):
+            target.set_user_attr(key, value)
+    for trial, result in results:
+        target.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions=trial.distributions,
+            values=[result["accuracy"], result["latency_ms"]["cpu_test"]["tvm"]],
+            user_attrs={**trial.user_attrs, "result": result}))
+    assert [int(n) for n in pareto_frame(target, "cpu_test")["trial"]] == [0]   # B dominated by A's cheap time
+
+    lines: list[str] = []
+    from hwssl.config.profile import load_profile
+    from hwssl.retime import retime_pareto
+    done = retime_pareto(target, [load_profile(journal_study["profile"])], trials_per_task=1,
+                         say=lines.append)
+
+    assert done["cpu_test"] == [0, 1]
+    assert any("round 2: trials [1] joined the front" in line for line in lines), lines
+    records = {t.number: t.record for t in trial_records(target)}
+    front = [int(n) for n in pareto_frame(target, "cpu_test")["trial"]]
+    assert front and all(records[n].is_final("cpu_test") for n in front)
+    assert records[1].latency("cpu_test").tvm > 1e-3   # a real, fully tuned timing replaced the planted one

@@ -130,6 +130,127 @@ def test_postgresql_storage_runs_a_study(tiny_space_file, tmp_path):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
 
 
+BUDGET_SPACE = """
+name = "tiny_budget"
+[model]
+name = "lenet"
+[data]
+name = "mnist5k"
+train_subset = 600
+val_subset = 200
+test_subset = 200
+[train]
+batch_size = 32
+dense_epochs = 2
+dense_lr = 0.02
+ssl_epochs = 4
+ssl_lr = 0.02
+recover_epochs = 1
+recover_lr = 0.002
+[ssl]
+check_every = 2
+latency_weighted = true
+[search]
+trials = 2
+sampler = "random"
+mode = "budget"
+[search.budget]
+target = { low = 0.3, high = 0.7, log = false }
+[search.budget.mix."filter"]
+low = 0.1
+high = 0.5
+[search.budget.mix."channel"]
+low = 0.1
+high = 0.5
+"""
+
+
+def test_budget_mode_trials_sample_a_target_and_a_mix(tmp_path):
+    path = tmp_path / "tiny_budget.toml"
+    path.write_text(BUDGET_SPACE)
+    opts = SearchOptions(space=load_search_space(path), storage=f"sqlite:///{tmp_path / 's.db'}", trials=2,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    study = run_search(opts)
+    assert study.user_attrs["search_mode"] == "budget"
+    assert study.user_attrs["budget_ranges"]["target"]["low"] == 0.3
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2
+    for trial in done:
+        result = trial.user_attrs["result"]
+        target = trial.params["target"]
+        assert 0.3 <= target <= 0.7 and trial.user_attrs["target"] == target == result["target"]
+        assert set(result["strengths"]) == {"filter", "channel"}
+        assert result["predicted_ratio"] <= target and result["budget"]["reached"]
+        assert result["predicted"] == result["flops"] and result["oracle"] == "macs"
+    frame = trials_frame(study)
+    assert frame["target"].tolist() == [t.params["target"] for t in done]
+    assert frame["reached_ratio"].tolist() == [t.user_attrs["result"]["predicted_ratio"] for t in done]
+    assert frame["predicted"].tolist() == frame["macs"].tolist() and "path_of" not in frame
+
+
+def test_budget_search_with_the_latency_oracle_prices_in_ms_once_the_model_has_data(tmp_path, capsys):
+    """End to end on a real (untuned) profile: trial 0 finds no latency model data and prices with MACs
+    (saying so); its measurements (candidate and dense) fit the model, so trial 1 prices in ms."""
+    from deploy_support import fast_cpu_profile
+    from hwssl.config.profile import load_profile
+
+    path = tmp_path / "tiny_budget.toml"
+    # latency does not shrink like MACs (each kernel keeps its dispatch cost), so the targets are looser;
+    # no latency weights: a model fitted on two nets can price a group's marginal saving at 0 (no push)
+    text = BUDGET_SPACE.replace("latency_weighted = true", 'oracle = "latency"')
+    path.write_text(text.replace("target = { low = 0.3, high = 0.7, log = false }",
+                                 "target = { low = 0.6, high = 0.9, log = false }"))
+    profile = load_profile(fast_cpu_profile(tmp_path, threads=1))
+    opts = SearchOptions(space=load_search_space(path), storage=f"sqlite:///{tmp_path / 's.db'}", trials=2,
+                         artifacts=str(tmp_path / "a"), profiles=[profile], tune=False)
+    study = run_search(opts)
+    first, second = [t.user_attrs["result"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert first["oracle"] == "macs" and "has no data yet" in first["oracle_note"] and "predicted_ms" not in first
+    assert second["oracle"] == "latency" and second["oracle_units"] == "ms" and second["oracle_profile"] == profile.name
+    assert second["predicted_ms"] == second["predicted"]
+    assert second["budget"]["reached"], (second["target"], second["budget"]["final_ratio"])
+    assert second["predicted_ratio"] <= second["target"]
+    assert second["budget"]["predicted_dense"] != second["flops_dense"]   # ms, not MACs
+    err = capsys.readouterr().err
+    assert "warning: the untuned latency model of profile" in err
+    line = next(x for x in err.splitlines() if x.startswith("[trial 1] done"))
+    assert f"target {second['target']:.3g} -> predicted {second['predicted']:.4g} ms" in line
+    frame = trials_frame(study)
+    assert frame["predicted_ms"].iloc[1] == second["predicted_ms"] and frame["oracle"].tolist() == ["macs", "latency"]
+
+
+def test_path_mode_turns_one_ssl_run_into_several_trials(tmp_path):
+    path = tmp_path / "tiny_path.toml"
+    text = BUDGET_SPACE.replace('mode = "budget"', 'mode = "path"').replace(
+        "target = { low = 0.3, high = 0.7, log = false }", "target = { low = 0.3, high = 0.7 }\npath_points = 3")
+    path.write_text(text)
+    space = load_search_space(path)
+    assert space.search.path_targets() == [0.7, 0.5, 0.3]
+    opts = SearchOptions(space=space, storage=f"sqlite:///{tmp_path / 's.db'}", trials=3,
+                         artifacts=str(tmp_path / "a"), quiet=True)
+    study = run_search(opts)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3                                  # one SSL run, three candidates
+    first = done[0]
+    assert [t.user_attrs["target"] for t in done] == [0.7, 0.5, 0.3]
+    assert all(t.user_attrs["path_of"] == first.number for t in done[1:])
+    assert all(t.params == first.params for t in done)
+    results = [t.user_attrs["result"] for t in done]
+    assert len({r["arch_key"] for r in results}) == 3
+    for t, r in zip(done, results):
+        assert r["predicted_ratio"] <= r["target"] and t.values == [r["accuracy"], r["flops"]]
+        assert (tmp_path / "a" / r["saved_to"] / "weights.pt").exists()
+    assert len(pareto_frame(study)) >= 1
+    from hwssl.report import build_report
+    build_report(study, tmp_path / "report", opts.storage)
+    csv = (tmp_path / "report" / "trials.csv").read_text().splitlines()
+    assert len(csv) == 1 + len(done)                      # every snapshot is a row of the report
+    frame = trials_frame(study)
+    assert frame["path_of"].tolist()[1:] == [first.number] * 2 and frame["target"].tolist() == [0.7, 0.5, 0.3]
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<th class=\"num\">path of</th>" in html and f"#{first.number}</td>" in html
+
+
 def test_ctrl_c_on_a_journal_storage_keeps_finished_trials_and_exits_130(tiny_space_file, tmp_path):
     """SIGINT (Ctrl-C) mid-search: the finished trials are read back from the journal file and
     printed, and the exit status says 'interrupted' (the journal used to be opened as a URL)."""

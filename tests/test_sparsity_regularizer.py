@@ -321,3 +321,53 @@ def test_tiny_ssl_run_reaches_exact_filter_zeros_and_compacts_exactly(one_thread
     with torch.no_grad():
         compact_accuracy = float((result.model(x_val).argmax(1) == y_val).float().mean())
     assert compact_accuracy == accuracy
+
+
+# --------------------------------------------------------------------------- hardware-aware options
+def test_unit_weights_and_strength_leave_the_paper_penalty_and_step_unchanged() -> None:
+    a, b = tiny_lenet(2), tiny_lenet(2)
+    strengths = {"filter": 0.05, "channel.conv2": 0.02, "shape": 0.01}
+    plain = GroupLasso(a, strengths)
+    weighted = GroupLasso(b, strengths)
+    weighted.set_weights({("filter", "conv1"): 1.0, ("shape", "conv2"): torch.ones(50)})
+    assert float(weighted.penalty().detach()) == pytest.approx(float(plain.penalty().detach()), rel=1e-6)
+    plain.proximal_step(0.5)
+    weighted.proximal_step(0.5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb)
+
+
+def test_per_group_weights_and_global_strength_scale_each_groups_lambda() -> None:
+    model = tiny_lenet(3)
+    w2 = model.body.conv2.conv.weight
+    reg = GroupLasso(model, {"filter.conv2": 0.1})
+    norms = torch.tensor(hand_group_norms(w2.detach(), "filter"))
+    weights = torch.tensor([0.0, 1.0, 2.0, 0.5, 3.0])
+    reg.set_weights({("filter", "conv2"): weights})
+    reg.strength = 2.0
+    assert float(reg.penalty().detach()) == pytest.approx(float((0.2 * weights * norms).sum()), rel=1e-6)
+    before = w2.detach().clone()
+    lr = float(norms.max()) / (0.2 * 3.0) * 1.01     # enough to zero exactly the weight-3 filter (and no other)
+    reg.proximal_step(lr)
+    after = torch.tensor(hand_group_norms(w2.detach(), "filter"))
+    assert torch.equal(w2[0], before[0])             # weight 0: no push
+    assert after[4] == 0
+    expected = (norms - lr * 0.2 * weights).clamp_min(0)
+    assert torch.allclose(after, expected, atol=1e-6)
+
+
+def test_filter_blocks_group_consecutive_filters_and_channels() -> None:
+    torch.manual_seed(0)
+    model = build_model(model_spec("lenet", 1, (28, 28), 10, width=0.4))   # conv1 8 filters, conv2 20
+    w1, w2 = model.body.conv1.conv.weight, model.body.conv2.conv.weight
+    reg = GroupLasso(model, {"filter.conv1": 0.1, "channel.conv2": 0.1}, filter_block=4)
+    f = w1.detach().pow(2).sum(dim=(1, 2, 3))
+    c = w2.detach().pow(2).sum(dim=(0, 2, 3))
+    expected = 0.1 * (f.view(2, 4).sum(1).sqrt().sum() + c.view(2, 4).sum(1).sqrt().sum())
+    assert float(reg.penalty().detach()) == pytest.approx(float(expected), rel=1e-6)
+    lr = float(f.view(2, 4).sum(1).sqrt().min()) / 0.1 * 1.001   # zeroes the weaker block of 4 filters only
+    reg.proximal_step(lr)
+    zero = (w1.detach().pow(2).sum(dim=(1, 2, 3)) == 0).view(2, 4)
+    assert zero.all(dim=1).sum() == 1 and (zero.any(dim=1) == zero.all(dim=1)).all()
+    with pytest.raises(ValueError, match="filter_block"):
+        GroupLasso(model, {"filter": 0.1}, filter_block=0)

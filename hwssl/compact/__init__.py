@@ -16,7 +16,7 @@ from hwssl.compact.spec import (arch_key, architecture_summary, conv_layer_count
 from hwssl.models import build_model
 from hwssl.models.layers import CompactConv2d
 
-__all__ = ["CompactionError", "CompactResult", "compact_model", "max_abs_diff", "arch_key",
+__all__ = ["CompactionError", "CompactResult", "compact_model", "compacted_spec", "max_abs_diff", "arch_key",
            "architecture_summary", "conv_layer_count", "load_compacted", "save_compacted"]
 
 
@@ -39,6 +39,33 @@ def max_abs_diff(a: nn.Module, b: nn.Module, inputs: torch.Tensor) -> float:
     return float((a(inputs) - b(inputs)).abs().max())
 
 
+def _compact_parts(model: nn.Module, channel_round: int, min_shape_sparsity: float
+                   ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if any(isinstance(m, CompactConv2d) for m in model.modules()):
+        raise CompactionError("model is already compacted; compact the sparse dense-architecture model")
+    family = model.spec["family"]
+    if family == "plain":
+        return compact_plain(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
+    if family == "resnet":
+        return compact_resnet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
+    if family == "mobilenetv2":
+        return compact_mobilenet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
+    raise CompactionError(f"no compaction for model family {family!r}")
+
+
+@torch.no_grad()
+def compacted_spec(model: nn.Module, *, channel_round: int = 1, min_shape_sparsity: float = 0.25) -> dict[str, Any]:
+    """The architecture spec :func:`compact_model` would produce for ``model``'s current zero
+    pattern, without building, loading or checking the compacted module (same decisions: it runs
+    the same compaction code and drops the weights). Cheap enough to call during training."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _compact_parts(model, channel_round, min_shape_sparsity)[0]
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def compact_model(model: nn.Module, *, channel_round: int = 1, min_shape_sparsity: float = 0.25,
                   check_inputs: torch.Tensor | None = None, tolerance: float | None = None) -> CompactResult:
@@ -51,21 +78,10 @@ def compact_model(model: nn.Module, *, channel_round: int = 1, min_shape_sparsit
     against ``model`` in eval mode on ``check_inputs`` (random normal inputs if
     none); with ``tolerance`` set, a larger difference raises CompactionError.
     """
-    if any(isinstance(m, CompactConv2d) for m in model.modules()):
-        raise CompactionError("model is already compacted; compact the sparse dense-architecture model")
     was_training = model.training
     model.eval()
     try:
-        family = model.spec["family"]
-        if family == "plain":
-            spec, state = compact_plain(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
-        elif family == "resnet":
-            spec, state = compact_resnet(model, channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
-        elif family == "mobilenetv2":
-            spec, state = compact_mobilenet(model, channel_round=channel_round,
-                                            min_shape_sparsity=min_shape_sparsity)
-        else:
-            raise CompactionError(f"no compaction for model family {family!r}")
+        spec, state = _compact_parts(model, channel_round, min_shape_sparsity)
         small = build_model(spec)
         target = small.state_dict()
         unknown = sorted(set(state) - set(target))

@@ -43,6 +43,16 @@ the search-space file first, then in the current folder.
     mode = "proximal"                # proximal | subgradient
     scale_by_group_size = false
     zero_threshold = 1e-4
+    # hardware-aware SSL (hwssl.budget); the defaults keep the paper's SSL
+    latency_weighted = false         # lambda of each group x the oracle's saving from removing it
+    target = 0.0                     # > 0: budget-targeted SSL, the strengths are a mix scaled until the
+                                     #   predicted cost is this fraction of the dense one
+    filter_block = 1                 # filter/channel groups in blocks of this many; "channel_round" = the
+                                     #   compaction's rounding (kept widths come in multiples)
+    oracle = "macs"                  # cost oracle that prices a spec: "macs" or "latency" (the first
+                                     #   --profile's latency model, ms; MACs while it has no data)
+    check_every = 5                  # steps between budget checks
+    weight_every = 100               # steps between latency-weight refreshes (each prices every site once)
 
     [compact]
     min_shape_sparsity = 0.25
@@ -59,6 +69,16 @@ the search-space file first, then in the current folder.
     [search]                         # used by `hwssl search`
     trials = 20
     sampler = "nsga2"                # nsga2 | tpe | random
+    mode = "strengths"               # strengths: sample raw strengths | budget: a target and a mix
+                                     # | path: a mix; one SSL run per trial, a candidate per target
+    [search.budget]                  # mode = "budget" / "path": what the search samples
+    target = { low = 0.15, high = 0.8 }          # fraction of the dense predicted cost
+    path_points = 4                              # path: targets evenly spaced from high down to low
+    [search.budget.mix."filter"]                 # relative strength of a group type/scope (strength keys)
+    low = 0.1
+    high = 1.0
+    log = true
+    zero_probability = 0.0
     precision = ["fp32"]             # ["fp32", "int8"]: precision is a searched dimension
     [search.strengths."shape.conv1"] # one searched dimension per key
     low = 1e-4
@@ -78,8 +98,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hwssl.config._reader import ConfigError, TableReader, load_toml
+from hwssl.config.fields import ORACLE_NAMES, StrengthRange, beside, filter_block, image_size, oracles, strength_range  # noqa: F401
 
 MODES = ("proximal", "subgradient")
+SEARCH_MODES = ("strengths", "budget", "path")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
 CALIBRATIONS = ("max", "percentile")
@@ -126,6 +148,12 @@ class SSLConfig:
     mode: str = "proximal"
     scale_by_group_size: bool = False
     zero_threshold: float = 1e-4
+    latency_weighted: bool = False
+    target: float = 0.0
+    filter_block: int | str = 1      # an int, or "channel_round"
+    oracle: str = "macs"
+    check_every: int = 5
+    weight_every: int = 100
 
 
 @dataclass(frozen=True)
@@ -144,14 +172,6 @@ class QuantConfig:
 
 
 @dataclass(frozen=True)
-class StrengthRange:
-    low: float
-    high: float
-    log: bool = True
-    zero_probability: float = 0.0
-
-
-@dataclass(frozen=True)
 class SearchConfig:
     trials: int = 20
     sampler: str = "nsga2"
@@ -159,6 +179,15 @@ class SearchConfig:
     min_accuracy: float = 0.0
     max_latency_ms: dict[str, float] = field(default_factory=dict)
     precision: tuple[str, ...] = ("fp32",)
+    mode: str = "strengths"
+    budget_target: StrengthRange | None = None
+    budget_mix: dict[str, StrengthRange] = field(default_factory=dict)
+    path_points: int = 4
+
+    def path_targets(self) -> list[float]:
+        """``mode = "path"``: the targets of each trial's SSL run, from the loosest to the tightest."""
+        lo, hi, n = self.budget_target.low, self.budget_target.high, self.path_points
+        return [round(hi - (hi - lo) * i / (n - 1), 6) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -224,10 +253,10 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     seed = top.integer("seed", 0, minimum=0)
 
     m = top.sub("model", required=True)
-    spec_file = _beside(m.string("spec", ""), path)
+    spec_file = beside(m.string("spec", ""), path)
     model = ModelConfig(m.string("name", Path(spec_file).stem if spec_file else ...,
                                  choices=None if spec_file else available_models()),
-                        m.number("width", 1.0, positive=True), spec_file, _beside(m.string("weights", ""), path))
+                        m.number("width", 1.0, positive=True), spec_file, beside(m.string("weights", ""), path))
     m.finish()
 
     d = top.sub("data", required=True)
@@ -237,8 +266,8 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
         d.number("val_fraction", 0.1, minimum=0.01, maximum=0.5),
         d.integer("train_subset", 0, minimum=0), d.integer("val_subset", 0, minimum=0),
         d.integer("test_subset", 0, minimum=0),
-        _beside(d.string("path", ""), path) if is_user_data(data_name) else d.string("path", ""),
-        d.number("test_fraction", 0.2, minimum=0.01, maximum=0.5), _image_size(d),
+        beside(d.string("path", ""), path) if is_user_data(data_name) else d.string("path", ""),
+        d.number("test_fraction", 0.2, minimum=0.01, maximum=0.5), image_size(d),
         d.string("augment", "none", choices=AUGMENTS))
     d.finish()
 
@@ -255,7 +284,12 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
 
     s = top.sub("ssl")
     ssl = SSLConfig(s.string("mode", "proximal", choices=MODES), s.boolean("scale_by_group_size", False),
-                    s.number("zero_threshold", 1e-4, minimum=0))
+                    s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
+                    s.number("target", 0.0, minimum=0, maximum=1), filter_block(s),
+                    s.string("oracle", "macs", choices=oracles()), s.integer("check_every", 5, minimum=1),
+                    s.integer("weight_every", 100, minimum=1))
+    if ssl.target >= 1:
+        raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()
 
     c = top.sub("compact")
@@ -273,18 +307,26 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
     st.finish()
 
     se = top.sub("search")
-    ranges: dict[str, StrengthRange] = {}
     sr = se.sub("strengths")
-    for key in list(sr.table):
-        r = sr.sub(key, required=True)
-        low = r.number("low", positive=True)
-        high = r.number("high", positive=True)
-        if high <= low:
-            raise r.error("high", f"expected a number > low ({low}), got {high}")
-        ranges[key] = StrengthRange(low, high, r.boolean("log", True),
-                                    r.number("zero_probability", 0.0, minimum=0, maximum=1))
-        r.finish()
+    ranges = {key: strength_range(sr, key) for key in list(sr.table)}
     sr.finish()
+    mode = se.string("mode", "strengths", choices=SEARCH_MODES)
+    bu = se.sub("budget")
+    budget_target = strength_range(bu, "target", log=False, maximum=1.0) if bu.has("target") else None
+    path_points = bu.integer("path_points", 4, minimum=2)
+    bm = bu.sub("mix")
+    mix = {key: strength_range(bm, key) for key in list(bm.table)}
+    bm.finish()
+    bu.finish()
+    if mode in ("budget", "path"):
+        if budget_target is None:
+            raise bu.error("target", f'search.mode = "{mode}" needs a target range, e.g. '
+                                     'target = { low = 0.15, high = 0.8 }')
+        if not mix:
+            raise bu.error("mix", f'search.mode = "{mode}" needs at least one [search.budget.mix."<type>"] range')
+        if ranges:
+            raise sr.error(None, f'search.mode = "{mode}" samples search.budget.mix, not raw strengths; '
+                                 "remove [search.strengths]")
     co = se.sub("constraints")
     min_accuracy = co.number("min_accuracy", 0.0, minimum=0, maximum=1)
     lat = co.sub("max_latency_ms")
@@ -296,32 +338,17 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
         raise se.error("precision", f"expected a non-empty list of distinct values out of {list(PRECISIONS)}, "
                                     f"got {precision}")
     search = SearchConfig(se.integer("trials", 20, minimum=1), se.string("sampler", "nsga2", choices=SAMPLERS),
-                          ranges, min_accuracy, max_latency, tuple(precision))
+                          ranges, min_accuracy, max_latency, tuple(precision), mode, budget_target, mix,
+                          path_points)
     se.finish()
     top.finish()
 
+    if ssl.target > 0 and search.mode == "strengths" and not any(v > 0 for v in strengths.values()):
+        raise top.error("strengths", f"ssl.target = {ssl.target} scales the [strengths] mix; expected at least one "
+                                     "positive strength")
     space = SearchSpace(path, name, description, seed, model, data, train, ssl, compact, strengths, search, quant)
     _check_against_model(space, top)
     return space
-
-
-def _beside(value: str, space_path: str) -> str:
-    """A relative path next to the search-space file when it exists there, else as given."""
-    if not value or Path(value).is_absolute():
-        return value
-    candidate = Path(space_path).parent / value
-    return str(candidate) if candidate.exists() else value
-
-
-def _image_size(d: TableReader) -> tuple[int, int] | None:
-    value = d.raw("image_size", 0)
-    if value == 0 and not isinstance(value, bool):
-        return None
-    from hwssl.data import image_size_of
-    try:
-        return image_size_of(value)
-    except ValueError:
-        raise d.error("image_size", f"expected a positive integer or [height, width], got {value!r}") from None
 
 
 def space_data_info(space: SearchSpace) -> Any:
@@ -373,9 +400,10 @@ def _check_against_model(space: SearchSpace, top: TableReader) -> None:
         except WeightsError as exc:
             raise ConfigError(space.path, "model.weights", str(exc)) from None
     sites = ssl_sites(model)
-    for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths)):
+    for prefix, keys in (("strengths", space.strengths), ("search.strengths", space.search.strengths),
+                         ("search.budget.mix", space.search.budget_mix)):
         try:
-            validate_strength_keys(sites, {k: 1.0 if prefix == "search.strengths" else v for k, v in keys.items()})
+            validate_strength_keys(sites, {k: v if prefix == "strengths" else 1.0 for k, v in keys.items()})
         except StrengthError as exc:
             raise ConfigError(space.path, f"{prefix}.{exc.key}", str(exc)) from None
 

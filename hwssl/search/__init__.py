@@ -17,10 +17,13 @@ strengths, and runs that baseline through the same harness; the study records
 
 from __future__ import annotations
 
+import logging
+
 import optuna
 
 from hwssl.methods import get_method
-from hwssl.search.objective import Objective, objective_values, sample_precision, set_constraints
+from hwssl.search.objective import Objective
+from hwssl.search.values import constraint_values, objective_values, sample_precision, set_constraints
 from hwssl.search.options import (OBJECTIVE_ACCURACY, SearchError, SearchOptions, check_method,
                                   check_profiles_timable, objective_names, study_metadata)
 from hwssl.search.reporter import Reporter
@@ -32,10 +35,31 @@ __all__ = ["OBJECTIVE_ACCURACY", "Objective", "Reporter", "SearchError", "Search
            "set_constraints", "study_metadata"]
 
 
+class _InterruptWithoutTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C as failed, with the KeyboardInterrupt's traceback;
+    the one-line 'interrupted' message of the CLI says all a user needs, so drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_OPTUNA_TRIAL_LOGGER = logging.getLogger("optuna.study._optimize")
+_INTERRUPT_FILTER = _InterruptWithoutTraceback()
+
+
 def run_search(opts: SearchOptions) -> optuna.Study:
     """Run trials until the study holds ``opts.trials`` complete ones (across all workers and resumes)."""
     check_profiles_timable(opts.profiles)
     check_method(opts)
+    if opts.method == "ssl":
+        from hwssl.budget.cost import OracleError, check_oracle
+
+        try:
+            check_oracle(opts.space, opts.profiles)
+        except OracleError as exc:
+            raise SearchError(str(exc)) from None
     study = open_study(opts)
     target = opts.trials or opts.space.search.trials
     if get_method(opts.method).single_point:
@@ -46,6 +70,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     reporter.say(f"study {opts.name!r} in {opts.storage_url}: {done}/{target} complete trials; objectives "
                  f"{objective_names(opts.profiles)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _OPTUNA_TRIAL_LOGGER.addFilter(_INTERRUPT_FILTER)  # idempotent
     try:
         if done < target:
             study.optimize(Objective(opts, reporter), catch=(Exception,), gc_after_trial=True,

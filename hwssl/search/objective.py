@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import optuna
 
-from hwssl.config.space import SearchSpace
 from hwssl.methods import Sampling, get_method
 from hwssl.record import TrialRecord
 from hwssl.search.options import SearchOptions
 from hwssl.search.reporter import Reporter
+from hwssl.search.values import objective_values, sample_precision, set_constraints
 from hwssl.settings import MeasureSettings
-
-
-def sample_precision(trial: optuna.Trial, space: SearchSpace) -> str:
-    """The precision the candidate deploys as: a searched dimension when the space lists several."""
-    choices = list(space.search.precision)
-    return choices[0] if len(choices) == 1 else str(trial.suggest_categorical("precision", choices))
-
-
-def objective_values(record: TrialRecord, profiles: Sequence[Any]) -> list[float]:
-    values = [float(record.accuracy)]
-    if not profiles:
-        return values + [float(record.flops)]
-    for p in profiles:
-        latency = record.latency(p.name)
-        if latency is None or latency.tvm is None:
-            raise RuntimeError(f"profile {p.name}: no latency ({(latency.skipped if latency else None) or 'unknown reason'})")
-        values.append(float(latency.tvm))
-    return values
-
-
-def set_constraints(trial: optuna.Trial, record: TrialRecord, space: SearchSpace) -> None:
-    c = space.search
-    if c.min_accuracy > 0:
-        trial.set_constraint("min_accuracy", c.min_accuracy - record.accuracy)
-    for profile, limit in c.max_latency_ms.items():
-        latency = record.latency(profile)
-        if latency is not None and latency.tvm is not None:
-            trial.set_constraint(f"max_latency_ms:{profile}", latency.tvm - limit)
 
 
 class Objective:
@@ -65,12 +37,22 @@ class Objective:
         sampling = Sampling(RatioRange(opts.ratio_low, opts.ratio_high, opts.per_layer_ratios), opts.method_params,
                             site_names(space) if per_site else ())
         params = method.sample(trial, space, sampling)
-        for key, value in {**method.trial_attrs(params), "precision": precision}.items():
+        path = method.name == "ssl" and space.search.mode == "path"
+        attrs = {**method.trial_attrs(params), "precision": precision}
+        if path:
+            attrs["path_targets"] = space.search.path_targets()
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
+        if not method.records_strengths:
+            label = method.name
+        else:
+            label = {"path": "path mix", "budget": "budget"}.get(space.search.mode, "strengths")
         self.reporter.trial_started(trial.number, {k: float(v) for k, v in params.items()
-                                                   if isinstance(v, (int, float))},
-                                    label="strengths" if method.records_strengths else method.name,
-                                    precision=precision)
+                                                   if isinstance(v, (int, float))}, label=label, precision=precision)
+        if path:
+            from hwssl.search.path import run_path
+
+            return self._record(trial, lambda: run_path(self, trial, params, attrs, artifact, measure))
         return self._record(trial, lambda: evaluate_method(space, method.name, params, **common))
 
     def _record(self, trial: optuna.Trial, run: Callable[[], dict[str, Any]]) -> list[float]:

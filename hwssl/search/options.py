@@ -75,6 +75,12 @@ def study_metadata(opts: SearchOptions) -> dict[str, Any]:
         "constraints": {"min_accuracy": opts.space.search.min_accuracy,
                         "max_latency_ms": dict(opts.space.search.max_latency_ms)},
         "strength_ranges": {k: dataclasses.asdict(v) for k, v in opts.space.search.strengths.items()},
+        "search_mode": opts.space.search.mode,
+        "budget_ranges": None if opts.space.search.mode == "strengths" else {
+            "target": dataclasses.asdict(opts.space.search.budget_target),
+            "path_targets": opts.space.search.path_targets() if opts.space.search.mode == "path" else None,
+            "mix": {k: dataclasses.asdict(v) for k, v in opts.space.search.budget_mix.items()}},
+        "ssl_oracle": opts.space.ssl.oracle,
         "artifacts": str(Path(opts.artifacts).resolve()),
         "method": opts.method, "method_params": dict(opts.method_params),
         "precision": list(opts.space.search.precision), "quant": dataclasses.asdict(opts.space.quant),

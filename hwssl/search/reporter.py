@@ -19,6 +19,17 @@ def _latency_notes(lat: dict[str, Any]) -> str:
     return f" ({', '.join(notes)})" if notes else ""
 
 
+def budget_text(record: TrialRecord) -> str:
+    """``, target 0.5 -> predicted 0.123 ms (0.48x dense)`` for a budget-targeted trial, else ''."""
+    x = record.extra
+    if x.get("target") is None or x.get("predicted") is None:
+        return ""
+    units = " ms" if x.get("oracle_units") == "ms" else " MACs" if x.get("oracle_units") == "MACs" else ""
+    ratio = x.get("predicted_ratio")
+    return (f", target {x['target']:.3g} -> predicted {x['predicted']:.4g}{units}"
+            f"{f' ({ratio:.3g}x dense)' if ratio is not None else ''}")
+
+
 class Reporter:
     """Progress bars (study + current trial) with ETA and one line per finished trial."""
 
@@ -71,7 +82,13 @@ class Reporter:
         self.say(f"[trial {number}]{tag} done in {x['wall_s']['total']:.0f}s: val acc {record.accuracy:.4f} "
                  f"(dense {record.dense.accuracy:.4f}), MACs {record.flops_ratio:.2f}x fewer"
                  f"{', blocks removed ' + str(len(x['blocks_removed'])) if x['blocks_removed'] else ''}"
-                 f"{', ' + lat if lat else ''}")
+                 f"{', ' + lat if lat else ''}{budget_text(record)}")
+
+    def snapshot_added(self, parent: int, record: TrialRecord, values: list[float]) -> None:
+        """A regularisation-path snapshot of trial ``parent`` stored as a trial of its own."""
+        self.study_bar.update(1)
+        self.say(f"[trial {parent} path] snapshot: val acc {record.accuracy:.4f}, MACs {record.flops_ratio:.2f}x "
+                 f"fewer{budget_text(record)}")
 
     def trial_failed(self, number: int, exc: BaseException) -> None:
         self._end_trial()

@@ -11,11 +11,19 @@ proximal step (group soft-thresholding after each optimiser step,
 ``W_g <- W_g * max(0, 1 - lr*lambda_g*s_g/||W_g||)``) reaches exact zeros,
 which plain sub-gradients only approach; with it the penalty is not also added
 to the loss.
+
+Hardware-aware options (off by default, leaving the paper's semantics): a global
+``strength`` multiplier (what budget-targeted SSL adapts), per-group weights
+(:meth:`GroupLasso.set_weights`, what latency weighting sets), and filter blocks
+(``filter_block`` > 1: a filter group is ``filter_block`` consecutive filters and a channel
+group ``filter_block`` consecutive input channels, the last block possibly shorter, so
+kept widths come in multiples of the block).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Mapping, Union
 
 import torch
 from torch import nn
@@ -46,67 +54,131 @@ def conv_group_size(weight: torch.Tensor, group_type: str) -> int:
     return {"filter": c * kh * kw, "channel": f * kh * kw, "shape": f}[group_type]
 
 
+def block_sumsq(sumsq: torch.Tensor, block: int) -> torch.Tensor:
+    """Per-group squared norms summed over blocks of ``block`` consecutive groups."""
+    if block <= 1:
+        return sumsq
+    pad = (-sumsq.numel()) % block
+    return torch.nn.functional.pad(sumsq, (0, pad)).view(-1, block).sum(dim=1)
+
+
+Weight = Union[float, torch.Tensor]
+
+
+@dataclass
+class ConvTerm:
+    """One (conv site, group type) of the penalty: ``lam`` already includes the group-size scale."""
+
+    name: str
+    weight: torch.Tensor
+    group_type: str
+    lam: float
+    block: int = 1
+
+    def sumsq(self) -> torch.Tensor:
+        return block_sumsq(conv_group_sumsq(self.weight, self.group_type), self.block)
+
+
+@dataclass
+class CoupledTerm:
+    """Coupled channel groups across several tensors (MobileNetV2's hidden channels)."""
+
+    name: str
+    group_type: str
+    members: list
+    lam: float
+
+
+@dataclass
+class DepthTerm:
+    name: str
+    params: list[nn.Parameter]
+    lam: float
+
+
 class GroupLasso:
     """SSL's regulariser bound to one model and one strength mapping."""
 
     def __init__(self, model: nn.Module, strengths: Mapping[str, float], *,
-                 scale_by_group_size: bool = False, sites: SSLSites | None = None) -> None:
+                 scale_by_group_size: bool = False, sites: SSLSites | None = None, filter_block: int = 1) -> None:
+        if filter_block < 1:
+            raise ValueError(f"filter_block must be >= 1, got {filter_block}")
         self.sites = sites if sites is not None else ssl_sites(model)
         self.lambdas = resolve_strengths(self.sites, strengths)
         self.scale_by_group_size = scale_by_group_size
-        self._conv_terms = []  # (weight, type, lambda*scale)
+        self.filter_block = filter_block
+        self.strength = 1.0                       # global multiplier (budget-targeted SSL adapts it)
+        self.weights: dict[tuple[str, str], Weight] = {}   # (type, site) -> per-group weights
+        self.conv_terms: list[ConvTerm] = []
         for site in self.sites.convs:
             for group_type in site.types:
                 lam = self.lambdas[group_type].get(site.name, 0.0)
                 if lam > 0:
-                    scale = conv_group_size(site.conv.weight, group_type) ** 0.5 if scale_by_group_size else 1.0
-                    self._conv_terms.append((site.conv.weight, group_type, lam * scale))
-        self._coupled_terms = []  # (members, lambda*scale): MobileNetV2's hidden channels
+                    block = filter_block if group_type in ("filter", "channel") else 1
+                    size = conv_group_size(site.conv.weight, group_type) * block
+                    scale = size ** 0.5 if scale_by_group_size else 1.0
+                    self.conv_terms.append(ConvTerm(site.name, site.conv.weight, group_type, lam * scale, block))
+        self.coupled_terms: list[CoupledTerm] = []   # MobileNetV2's hidden channels (no filter blocks)
         for site in self.sites.coupled:
             lam = self.lambdas[site.group_type].get(site.name, 0.0)
             if lam > 0:
                 scale = coupled_size(site.members) ** 0.5 if scale_by_group_size else 1.0
-                self._coupled_terms.append((site.members, lam * scale))
-        self._depth_terms = []
+                self.coupled_terms.append(CoupledTerm(site.name, site.group_type, site.members, lam * scale))
+        self.depth_terms: list[DepthTerm] = []
         for block in self.sites.blocks:
             lam = self.lambdas["depth"].get(block.name, 0.0)
             if lam > 0:
                 size = sum(p.numel() for p in block.params)
-                self._depth_terms.append((block.params, lam * (size ** 0.5 if scale_by_group_size else 1.0)))
+                self.depth_terms.append(DepthTerm(block.name, block.params,
+                                                  lam * (size ** 0.5 if scale_by_group_size else 1.0)))
 
     @property
     def active(self) -> bool:
-        return bool(self._conv_terms or self._depth_terms or self._coupled_terms)
+        return bool(self.conv_terms or self.depth_terms or self.coupled_terms)
+
+    def set_weights(self, weights: Mapping[tuple[str, str], Weight]) -> None:
+        """Per-group multipliers of lambda, keyed ``(group type, site name)``: a number for every
+        group of that site, or a tensor with one entry per (blocked) group. Missing keys mean 1."""
+        self.weights = dict(weights)
+
+    def _lam(self, group_type: str, name: str, lam: float) -> Weight:
+        w = self.weights.get((group_type, name), 1.0)
+        return lam * self.strength * w
 
     def penalty(self) -> torch.Tensor:
         total = torch.zeros(())
-        for weight, group_type, lam in self._conv_terms:
-            total = total + lam * _safe_norm(conv_group_sumsq(weight, group_type)).sum()
-        for members, lam in self._coupled_terms:
-            total = total + lam * _safe_norm(coupled_sumsq(members)).sum()
-        for params, lam in self._depth_terms:
-            total = total + lam * _safe_norm(sum(p.pow(2).sum() for p in params))
+        for t in self.conv_terms:
+            total = total + (self._lam(t.group_type, t.name, t.lam) * _safe_norm(t.sumsq())).sum()
+        for c in self.coupled_terms:
+            total = total + (self._lam(c.group_type, c.name, c.lam) * _safe_norm(coupled_sumsq(c.members))).sum()
+        for t in self.depth_terms:
+            total = total + self._lam("depth", t.name, t.lam) * _safe_norm(sum(p.pow(2).sum() for p in t.params))
         return total
 
     @torch.no_grad()
     def proximal_step(self, lr: float) -> None:
         """Group soft-thresholding with threshold lr*lambda, one group type after another."""
-        for weight, group_type, lam in self._conv_terms:
-            norms = conv_group_sumsq(weight, group_type).sqrt()
-            factor = (1 - lr * lam / norms.clamp_min(1e-30)).clamp_min(0)
-            if group_type == "filter":
+        for t in self.conv_terms:
+            weight = t.weight
+            norms = t.sumsq().sqrt()
+            factor = (1 - lr * self._lam(t.group_type, t.name, t.lam) / norms.clamp_min(1e-30)).clamp_min(0)
+            if t.block > 1:
+                n = weight.shape[0] if t.group_type == "filter" else weight.shape[1]
+                factor = factor.repeat_interleave(t.block)[:n]
+            if t.group_type == "filter":
                 weight.mul_(factor.view(-1, 1, 1, 1))
-            elif group_type == "channel":
+            elif t.group_type == "channel":
                 weight.mul_(factor.view(1, -1, 1, 1))
             else:
                 weight.mul_(factor.view(1, *weight.shape[1:]))
-        for members, lam in self._coupled_terms:
-            norms = coupled_sumsq(members).sqrt()
-            coupled_scale_(members, (1 - lr * lam / norms.clamp_min(1e-30)).clamp_min(0))
-        for params, lam in self._depth_terms:
-            norm = torch.sqrt(sum(p.pow(2).sum() for p in params))
-            factor = (1 - lr * lam / norm.clamp_min(1e-30)).clamp_min(0)
-            for p in params:
+        for c in self.coupled_terms:
+            norms = coupled_sumsq(c.members).sqrt()
+            coupled_scale_(c.members, (1 - lr * self._lam(c.group_type, c.name, c.lam) / norms.clamp_min(1e-30))
+                           .clamp_min(0))
+        for t in self.depth_terms:
+            norm = torch.sqrt(sum(p.pow(2).sum() for p in t.params))
+            factor = (1 - lr * self._lam("depth", t.name, t.lam) / norm.clamp_min(1e-30)).clamp_min(0)
+            for p in t.params:
                 p.mul_(factor)
 
     @torch.no_grad()
@@ -115,8 +187,8 @@ class GroupLasso:
         if threshold <= 0:
             return
         seen: set[int] = set()
-        tensors = [w for w, _, _ in self._conv_terms] + [p for ps, _ in self._depth_terms for p in ps]
-        tensors += [t for members, _ in self._coupled_terms for t, _ in members]
+        tensors = [t.weight for t in self.conv_terms] + [p for t in self.depth_terms for p in t.params]
+        tensors += [t for c in self.coupled_terms for t, _ in c.members]
         for t in tensors:
             if id(t) in seen:
                 continue

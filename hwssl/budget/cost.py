@@ -1,0 +1,84 @@
+"""The cost oracle a search space's ``ssl.oracle`` names, resolved for the candidate's profiles.
+
+* ``"macs"``: :func:`hwssl.budget.oracle.spec_macs` (MACs per image, no profile needed).
+* ``"latency"``: the per-profile latency model (:func:`hwssl.latency.store.predictor`) of the
+  FIRST target profile, tuned or untuned as the candidate is measured; costs are ms.
+
+Fallback: a latency model that has seen nothing yet (no measured network, no kernel in the
+profile's tuning database) prices every spec the same (its regressions have no data), so a
+budget could never be steered with it. Then the run prices with MACs instead and says so in one
+warning line on stderr; the record's ``oracle`` reads ``"macs"`` and ``oracle_note`` says why.
+Budget targets are fractions of the dense net's cost under the same oracle, so either is usable;
+after the first measured trial the model has data and later trials price in ms.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from hwssl.budget.oracle import Predict, spec_macs
+from hwssl.config import ConfigError
+from hwssl.config.space import ORACLE_NAMES
+
+
+class OracleError(ConfigError):
+    """A cost oracle that cannot be used as configured (one line, names the key)."""
+
+
+@dataclass(frozen=True)
+class CostOracle:
+    name: str                      # what actually prices: "macs" or "latency"
+    predict: Predict
+    units: str                     # "MACs" or "ms"
+    profile: str = ""              # the latency model's profile
+    note: str = ""                 # why the configured oracle was replaced, if it was
+
+    def record(self, run: dict[str, Any]) -> dict[str, Any]:
+        """What a trial records about its oracle (and ``predicted_ms`` when costs are ms)."""
+        out: dict[str, Any] = {"oracle": self.name, "oracle_units": self.units}
+        if self.profile:
+            out["oracle_profile"] = self.profile
+        if self.note:
+            out["oracle_note"] = self.note
+        if self.units == "ms" and run.get("predicted") is not None:
+            out["predicted_ms"] = run["predicted"]
+        return out
+
+
+MAC_ORACLE = CostOracle("macs", spec_macs, "MACs")
+
+
+def uses_oracle(space: Any) -> bool:
+    """Whether SSL of ``space`` prices specs at all (latency weights, a budget, a budget/path search)."""
+    return bool(space.ssl.latency_weighted or space.ssl.target > 0 or space.search.mode in ("budget", "path"))
+
+
+def check_oracle(space: Any, profiles: Sequence[Any]) -> None:
+    """Refuse ``ssl.oracle = "latency"`` without a profile to price on (before any training)."""
+    if space.ssl.oracle == "latency" and uses_oracle(space) and not profiles:
+        raise OracleError(space.path, "ssl.oracle", "\"latency\" prices groups with a profile's latency model; "
+                          "give a --profile (or set ssl.oracle = \"macs\")")
+
+
+def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_root: Any = None,
+               warn: bool = True) -> CostOracle:
+    """The cost oracle hardware-aware SSL of ``space`` uses on ``profiles`` (see the module docstring)."""
+    name = space.ssl.oracle
+    if name == "macs":
+        return MAC_ORACLE
+    if name != "latency":
+        raise OracleError(space.path, "ssl.oracle", f"expected one of {list(ORACLE_NAMES)}, got {name!r}")
+    check_oracle(space, profiles)
+    from hwssl.latency.store import load_model
+
+    profile = profiles[0]
+    model = load_model(profile, cache_root, tuned=tune)   # LatencyModelError: a file from another device
+    if model.fitted:
+        return CostOracle("latency", model.predict, "ms", profile.name)
+    note = (f"the {'tuned' if tune else 'untuned'} latency model of profile {profile.name!r} has no data yet "
+            f"({model.path}); pricing with MACs for this run")
+    if warn:
+        print(f"warning: {note}", file=sys.stderr)
+    return CostOracle("macs", spec_macs, "MACs", profile.name, note)
