@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hwssl.compact.channels import round_up_keep, split_uniform
+from hwssl.compact.probe import input_shapes
 from hwssl.compact.shapes import compact_conv
 from hwssl.sparsity.coupled import coupled_sumsq
 from hwssl.sparsity.regularizer import conv_group_sumsq
@@ -39,16 +40,7 @@ def _copy(state: dict[str, torch.Tensor], prefix: str, module: nn.Module, keep: 
 
 
 def _block_input_shapes(model: nn.Module) -> dict[int, tuple[int, ...]]:
-    shapes: dict[int, tuple[int, ...]] = {}
-    hooks = [block.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(inp[0].shape[1:])))
-             for i, block in enumerate(model.blocks)]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *model.spec["input"]))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
+    return input_shapes(model, dict(enumerate(model.blocks)))
 
 
 def _hidden_masks(block: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,27 +14,20 @@ from torch import nn
 from hwssl.compact.channels import (conv_keep_masks, constant_contribution_conv, removed_filter_constants,
                                     round_up_keep, split_uniform)
 from hwssl.compact.depth import removed_block_spec
+from hwssl.compact.probe import input_shapes
 from hwssl.compact.shapes import compact_conv
 from hwssl.sparsity.regularizer import conv_group_sumsq
 
 
 def _block_input_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = []
+    """Input shape of every block, and of every block's conv2 (``layer1.0.conv2``)."""
+    modules: dict[str, nn.Module] = {}
     for s, layer in enumerate(model.stages):
         for b, block in enumerate(layer):
-            hooks.append(block.register_forward_hook(
-                lambda mod, inp, out, n=f"layer{s + 1}.{b}": shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
+            modules[f"layer{s + 1}.{b}"] = block
             if hasattr(block, "conv2"):
-                hooks.append(block.conv2.register_forward_hook(
-                    lambda mod, inp, out, n=f"layer{s + 1}.{b}.conv2": shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *model.spec["input"]))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
+                modules[f"layer{s + 1}.{b}.conv2"] = block.conv2
+    return input_shapes(model, modules)
 
 
 def _copy_bn(state: dict[str, torch.Tensor], prefix: str, bn: nn.BatchNorm2d, keep: torch.Tensor | None) -> None:
