@@ -12,7 +12,7 @@ accuracy = worst point of any study - :data:`REF_ACC_MARGIN`, relative cost =
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import optuna
 from optuna.trial import TrialState
@@ -103,11 +103,16 @@ def reference_accuracy(summaries: list[MethodSummary]) -> float | None:
     return min(accs) - REF_ACC_MARGIN if accs else None
 
 
-def summarise(studies: list[optuna.Study], profile: str | None) -> tuple[list[MethodSummary], float | None]:
-    """Points, front and hypervolume (shared reference) of each study; and the reference accuracy."""
+def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool = False
+              ) -> tuple[list[MethodSummary], float | None]:
+    """Points, front and hypervolume (shared reference) of each study; and the reference accuracy.
+    ``on_test``: scored on test accuracy (each point's ``accuracy`` is its test accuracy), the check
+    that a front chosen on validation accuracy holds on images no one selected with."""
     summaries = []
     for study in studies:
         points, failures = collect_points(study, profile)
+        if on_test:
+            points = [replace(p, accuracy=p.accuracy_test) for p in points]
         summaries.append(MethodSummary(study.study_name, study_method(study), points, failures, front(points),
                                        trial_s=sum(p.wall_s for p in points)))
     ref_acc = reference_accuracy(summaries)

@@ -128,9 +128,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame([trial_row(t, profiles) for t in trial_records(study)])
 
 
-def pareto_frame(study: optuna.Study, profile: str | None = None) -> pd.DataFrame:
-    """Complete trials that are Pareto-optimal in validation accuracy vs latency on ``profile``
-    (vs MACs when the study has no profile), sorted by cost."""
+def pareto_frame(study: optuna.Study, profile: str | None = None, accuracy: str = "accuracy") -> pd.DataFrame:
+    """Complete trials that are Pareto-optimal in validation accuracy (or the ``accuracy`` column
+    given, e.g. ``accuracy_test``) vs latency on ``profile`` (vs MACs when the study has no
+    profile), sorted by cost."""
     frame = trials_frame(study)
     if frame.empty:
         return frame
@@ -139,5 +140,5 @@ def pareto_frame(study: optuna.Study, profile: str | None = None) -> pd.DataFram
         return done
     cost_col = f"tvm_ms:{profile}" if profile else "macs"
     done = done[done[cost_col].notna()].reset_index(drop=True)
-    idx = pareto_indices(done["accuracy"].tolist(), done[cost_col].tolist())
+    idx = pareto_indices(done[accuracy].tolist(), done[cost_col].tolist())
     return done.iloc[idx].reset_index(drop=True)

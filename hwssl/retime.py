@@ -72,32 +72,38 @@ def _needs_retiming(record: TrialRecord, profile: str, budget: int) -> bool:
     return final is None or final.extra.get("trials_per_task") != budget
 
 
-def _front_to_retime(study: optuna.Study, profile: str, budget: int,
-                     retimed: Sequence[int] = ()) -> tuple[list[int], list[int]]:
-    """The profile's current Pareto set and its members that still carry a cheap (or other-budget)
-    timing; a trial re-timed in this call (``retimed``) is never re-timed again, so the loop ends."""
+def _front_to_retime(study: optuna.Study, profile: str, budget: int, retimed: Sequence[int] = (),
+                     accuracies: Sequence[str] = ("accuracy",)) -> tuple[list[int], list[int]]:
+    """The profile's current Pareto set (the union of the fronts on each of ``accuracies``) and its
+    members that still carry a cheap (or other-budget) timing; a trial re-timed in this call
+    (``retimed``) is never re-timed again, so the loop ends."""
     records = {t.number: t.record for t in trial_records(study) if t.record is not None}
-    front = pareto_frame(study, profile)
-    numbers = [] if front.empty else [int(n) for n in front["trial"]]
+    numbers: list[int] = []
+    for accuracy in accuracies:
+        front = pareto_frame(study, profile, accuracy)
+        numbers += [] if front.empty else [int(n) for n in front["trial"] if int(n) not in numbers]
     return numbers, [n for n in numbers if n not in retimed and _needs_retiming(records[n], profile, budget)]
 
 
 def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_task: int | None = None,
-                  say: Callable[[str], None] = print) -> dict[str, list[int]]:
+                  say: Callable[[str], None] = print, accuracies: Sequence[str] = ("accuracy",)
+                  ) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials and the dense net, until the front
     holds final timings only.
 
     Re-timing changes latencies, so a trial that was dominated by cheap timings can join the front
     once its neighbours are re-timed: the front is recomputed after each round and its new members
     are re-timed too, until the Pareto set no longer changes. A front, and the speed-ups computed on
-    it, then never mix the cheap and the full fidelity. Returns {profile: [trial numbers re-timed]}."""
+    it, then never mix the cheap and the full fidelity. ``accuracies``: the fronts kept at one fidelity
+    (``("accuracy", "accuracy_test")`` for a comparison scored on test accuracy too). Returns
+    {profile: [trial numbers re-timed]}."""
     from hwssl.latency.record import measure_with_model
 
     done: dict[str, list[int]] = {}
     dense = None
     for profile in profiles:
         budget = trials_per_task or profile.tuning.full_trials_per_task
-        front, pending = _front_to_retime(study, profile.name, budget)
+        front, pending = _front_to_retime(study, profile.name, budget, accuracies=accuracies)
         if not front:
             continue
         retimed: list[int] = []
@@ -121,7 +127,7 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                                                  trials_per_task=budget, per_layer=True, source="final")
                 store_final(study, number, profile.name, latency)
                 retimed.append(number)
-            front, pending = _front_to_retime(study, profile.name, budget, retimed)
+            front, pending = _front_to_retime(study, profile.name, budget, retimed, accuracies)
         if dense is None:
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])

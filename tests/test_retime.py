@@ -76,6 +76,33 @@ def test_retime_of_a_study_without_profiles_says_so(tmp_path, capsys):
     assert "no hardware profile to re-time on" in capsys.readouterr().err
 
 
+def _planted_study(journal_study, name: str, plants):
+    """A copy of the journal study's first and last real trials, with planted cheap TVM timings and
+    accuracies: ``plants`` = ((tvm ms, val accuracy delta, test accuracy delta), ...) for A and B."""
+    import copy
+
+    import optuna
+
+    source = load_study(STUDY, journal_study["url"])
+    trials = sorted((t for t in source.get_trials() if t.user_attrs.get("result")), key=lambda t: t.number)
+    a, b = trials[0], trials[-1]
+    target = optuna.create_study(study_name=name, storage=source._storage, directions=source.directions)
+    for key, value in source.user_attrs.items():
+        if not key.startswith("final_latency"):
+            target.set_user_attr(key, value)
+    for trial, (tvm, acc_delta, test_delta) in zip((a, b), plants):
+        result = copy.deepcopy(trial.user_attrs["result"])
+        result["accuracy"] = a.user_attrs["result"]["accuracy"] + acc_delta
+        result["accuracy_test"] = a.user_attrs["result"]["accuracy_test"] + test_delta
+        result["latency_ms"]["cpu_test"]["tvm"] = tvm
+        result["latency_ms"]["cpu_test"].pop("cached", None)
+        target.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions=trial.distributions,
+            values=[result["accuracy"], result["latency_ms"]["cpu_test"]["tvm"]],
+            user_attrs={**trial.user_attrs, "result": result}))
+    return target
+
+
 def test_retime_iterates_until_the_front_holds_final_timings_only(journal_study):
     """Trial B is dominated by A's cheap timing; A's full re-timing is slower than B's cheap one, so B
     joins the front and is re-timed in a second round: no front point keeps a cheap timing.
@@ -83,30 +110,7 @@ def test_retime_iterates_until_the_front_holds_final_timings_only(journal_study)
     The two records are the journal study's real trials; only their cheap TVM timings are planted
     (A 1 ns, B 10 ns, B one point less accurate) so that the order change is certain. Every re-timing
     is a real build and measurement."""
-    import copy
-
-    import optuna
-
-    url = journal_study["url"]
-    source = load_study(STUDY, url)
-    trials = sorted((t for t in source.get_trials() if t.user_attrs.get("result")), key=lambda t: t.number)
-    a, b = trials[0], trials[-1]
-    results = []
-    for trial, tvm, acc_delta in ((a, 1e-6, 0.0), (b, 1e-5, -0.01)):
-        result = copy.deepcopy(trial.user_attrs["result"])
-        result["accuracy"] = a.user_attrs["result"]["accuracy"] + acc_delta
-        result["latency_ms"]["cpu_test"]["tvm"] = tvm
-        result["latency_ms"]["cpu_test"].pop("cached", None)
-        results.append((trial, result))
-    target = optuna.create_study(study_name="planted", storage=source._storage, directions=source.directions)
-    for key, value in source.user_attrs.items():
-        if not key.startswith("final_latency"):
-            target.set_user_attr(key, value)
-    for trial, result in results:
-        target.add_trial(optuna.trial.create_trial(
-            params=trial.params, distributions=trial.distributions,
-            values=[result["accuracy"], result["latency_ms"]["cpu_test"]["tvm"]],
-            user_attrs={**trial.user_attrs, "result": result}))
+    target = _planted_study(journal_study, "planted", ((1e-6, 0.0, 0.0), (1e-5, -0.01, 0.0)))
     assert [int(n) for n in pareto_frame(target, "cpu_test")["trial"]] == [0]   # B dominated by A's cheap time
 
     lines: list[str] = []
@@ -121,3 +125,20 @@ def test_retime_iterates_until_the_front_holds_final_timings_only(journal_study)
     front = [int(n) for n in pareto_frame(target, "cpu_test")["trial"]]
     assert front and all(records[n].is_final("cpu_test") for n in front)
     assert records[1].latency("cpu_test").tvm > 1e-3   # a real, fully tuned timing replaced the planted one
+
+
+def test_retime_on_test_accuracy_too_retimes_the_test_front(journal_study):
+    """B is dominated on validation accuracy but is the more accurate on test: re-timing the fronts of
+    both accuracies (what bench/compare.py scores) re-times B in the first round, with A."""
+    from hwssl.config.profile import load_profile
+    from hwssl.retime import retime_pareto
+
+    plants = ((1e-6, 0.0, 0.0), (1e-5, -0.01, +0.01))
+    both = _planted_study(journal_study, "planted-both", plants)
+    assert [int(n) for n in pareto_frame(both, "cpu_test", "accuracy_test")["trial"]] == [0, 1]
+    profile = load_profile(journal_study["profile"])
+    lines: list[str] = []
+    assert retime_pareto(both, [profile], trials_per_task=1, say=lines.append,
+                         accuracies=("accuracy", "accuracy_test"))["cpu_test"] == [0, 1]
+    assert not any("round 2" in line for line in lines), lines
+    assert all(t.record.is_final("cpu_test") for t in trial_records(both))

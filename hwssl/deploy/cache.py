@@ -44,8 +44,12 @@ def device_fingerprint(profile: HardwareProfile) -> str:
 
 def latency_key(*, arch_key: str, profile: HardwareProfile, target: str, tuned: bool, trials_per_task: int | None,
                 versions: dict[str, str], input_shape: Sequence[int]) -> str:
-    """Cache key of one timing: architecture, input shape (batch), profile, target, device, tuning, versions."""
-    tuning = {"tuned": True, "trials_per_task": trials_per_task} if tuned else {"tuned": False}
+    """Cache key of one timing: architecture, input shape (batch), profile, target, device, tuning, versions.
+    A profile that names its own tuning database (``tuning.database``) keys its tuned builds by it:
+    a build depends on what that database holds (``bench/compare.py`` gives each method its own)."""
+    tuning: dict[str, Any] = {"tuned": True, "trials_per_task": trials_per_task} if tuned else {"tuned": False}
+    if tuned and profile.tuning.database:
+        tuning["database"] = profile.tuning.database
     return stable_hash({"arch": arch_key, "input": [int(d) for d in input_shape], "profile": profile.key(),
                         "target": target, "device": device_fingerprint(profile), "tuning": tuning,
                         "versions": versions}, length=24)
