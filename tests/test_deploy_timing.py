@@ -60,6 +60,17 @@ def test_series_that_settle_stop_at_the_minimum_rounds() -> None:
     assert equal.rounds == 2 and not equal.noisy and equal.spread == 0.0
 
 
+def test_a_side_series_never_asks_for_more_rounds_but_is_flagged_noisy() -> None:
+    """The peer runtime (side) is timed in the rounds the main series takes and no more."""
+    spread = iter(range(1, 1000))
+    unsettled = lambda: [1.0, float(next(spread)) * 10]  # noqa: E731 -- never within any spread threshold
+    settings = TimingSettings(rounds=2, max_rounds=6, max_spread=0.05)
+    main_t, side_t = time_interleaved([lambda: [1.0, 1.0], unsettled], settings, side=[False, True])
+    assert main_t.rounds == side_t.rounds == 2 and side_t.noisy and not main_t.noisy
+    main_t, side_t = time_interleaved([lambda: [1.0, 1.0], unsettled], settings)   # not side: it drives
+    assert side_t.rounds == 6 and side_t.noisy
+
+
 def test_threshold_zero_remeasures_real_tvm_up_to_the_cap_and_flags_noisy(tmp_path: Path) -> None:
     model, x = tiny_net()
     profile = load_profile(fast_cpu_profile(tmp_path))

@@ -80,7 +80,8 @@ RETIRE_FACTOR = 2.0
 
 
 def time_interleaved(runners: Sequence[Runner], settings: TimingSettings, *, groups: Sequence[Any] | None = None,
-                     threads: Sequence[int | None] | None = None, settle: bool = True) -> list[Timing]:
+                     threads: Sequence[int | None] | None = None, settle: bool = True,
+                     side: Sequence[bool] | None = None) -> list[Timing]:
     """Time ``runners`` together in alternating rounds; one :class:`Timing` per runner, in order.
 
     ``groups`` labels alternatives: series of one group (e.g. one network in one runtime at
@@ -91,7 +92,9 @@ def time_interleaved(runners: Sequence[Runner], settings: TimingSettings, *, gro
     every group has a spread <= ``settings.max_spread``, with at least ``settings.rounds`` and at
     most ``settings.max_rounds`` rounds; a fastest series that did not settle is ``noisy``.
     ``settle=False`` runs exactly ``settings.rounds`` rounds (a side measurement that should not
-    cost more rounds) and flags every unsettled series. ``threads`` labels each series.
+    cost more rounds) and flags every unsettled series. ``threads`` labels each series. ``side``
+    marks series that are timed in every round but never ask for more rounds (the peer runtimes
+    beside TVM): they are flagged ``noisy`` when they did not settle in the rounds the others took.
     """
     if not runners:
         return []
@@ -113,7 +116,8 @@ def time_interleaved(runners: Sequence[Runner], settings: TimingSettings, *, gro
         unsettled = [i for i in watched if not _settled(samples[i], settings.max_spread)]
         if not settle and rounds >= settings.rounds:
             break
-        if rounds >= settings.max_rounds or (rounds >= settings.rounds and not unsettled):
+        driving = [i for i in unsettled if not (side and side[i])]
+        if rounds >= settings.max_rounds or (rounds >= settings.rounds and not driving):
             break
     noisy = set(unsettled)
     counts = list(threads) if threads is not None else [None] * len(runners)

@@ -74,10 +74,11 @@ def _tvm_runner(vm: Any, dev: Any, x: Any, profile: HardwareProfile, threads: in
 
 def _interleave(series: list[tuple[int, str, int | None, Runner]], profile: HardwareProfile
                 ) -> dict[tuple[int, str], dict[int | None, Timing]]:
-    """Time every (net, runtime, threads) series together; {(net, runtime): {threads: Timing}}."""
+    """Time every (net, runtime, threads) series together; {(net, runtime): {threads: Timing}}. TVM's
+    series decide how many rounds are taken; the peer runtimes are timed in the same rounds."""
     groups = [(n, rt) for n, rt, _, _ in series]
     timings = time_interleaved([r for *_, r in series], profile.timing, groups=groups,
-                               threads=[t for _, _, t, _ in series])
+                               threads=[t for _, _, t, _ in series], side=[rt != "tvm" for _, rt, _, _ in series])
     out: dict[tuple[int, str], dict[int | None, Timing]] = {}
     for (n, rt, t, _), timing in zip(series, timings):
         out.setdefault((n, rt), {})[t] = timing
