@@ -70,9 +70,10 @@ from optuna.trial import TrialState  # noqa: E402
 from hwssl.config import load_search_space  # noqa: E402
 from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summarise  # noqa: E402
 from hwssl.methods import get_method, method_names  # noqa: E402
-from hwssl.storage import open_storage  # noqa: E402
+from hwssl.storage import load_study, open_storage  # noqa: E402
 from hwssl.search import SearchOptions, open_study, run_search  # noqa: E402
 
+WALL_ATTR = "compare_wall_s"  # study user attribute: the wall-clock this script spent on the method
 HW_METHOD = "ssl-hw"    # the registry's ssl method, run on the hardware-aware space
 METHODS = (*method_names()[:1], HW_METHOD, *method_names()[1:])
 
@@ -103,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stop starting new candidates of a method after this many minutes")
     p.add_argument("--shared-tuning", action="store_true",
                    help="every method tunes into the profile's own database (default: one database per method)")
+    p.add_argument("--summary-only", action="store_true",
+                   help="no new candidates and no re-timing: summarise the studies as they are in --storage")
     p.add_argument("--no-retime", action="store_true",
                    help="keep the search's cheap timings (no full re-timing of the fronts)")
     p.add_argument("--storage", default=f"sqlite:///{(Path.cwd() / 'reports' / 'compare.db')}")
@@ -110,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--artifacts", default="hwssl-artifacts")
     p.add_argument("--fresh", action="store_true", help="delete this comparison's studies first")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.add_argument("--verbose", action="store_true",
+                   help="TVM and MetaSchedule logs on the console (default: <artifacts>/<prefix>-<space>/tvm.log)")
     p.add_argument("--report-dir", help="where the HTML report with every method overlaid goes "
                                         "(default reports/<prefix>-<space>[-<profile>]-methods)")
     p.add_argument("--no-report", action="store_true", help="print only; no HTML report")
@@ -255,7 +260,16 @@ def main(argv: list[str] | None = None) -> int:
                 if p is not None and not args.shared_tuning and not args.no_tune:
                     shutil.rmtree(p.database_dir(), ignore_errors=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from hwssl import runlog
+    runlog.capture(runlog.study_log_path(args.artifacts, f"{args.prefix}-{space.name}"), verbose=args.verbose)
+    try:
+        return _compare(args, space, spaces, methods, names, profiles, profile, hw_path, retimes)
+    finally:
+        runlog.release()
 
+
+def _compare(args: argparse.Namespace, space: Any, spaces: dict[str, Any], methods: list[str], names: dict[str, str],
+             profiles: list[Any], profile: str | None, hw_path: Path | None, retimes: bool) -> int:
     t = space.train
     fidelity = "untuned" if args.no_tune else ("fronts re-timed with the full tuning budget" if retimes
                                                else "cheap tuning, not re-timed")
@@ -275,12 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     wall: dict[str, float] = {}
     retime_s: dict[str, float] = {}
     for m in methods:
-        print(f"# running {m} ...", flush=True)
-        mprofiles = method_profiles(args, profiles, names[m])
-        studies[m], wall[m] = run_method(args, spaces[m], mprofiles, m)
-        if retimes:
-            retime_s[m] = retime_fronts(args, studies[m], mprofiles, m)
-            wall[m] += retime_s[m]
+        if args.summary_only:
+            studies[m] = load_study(names[m], args.storage)
+        else:
+            print(f"# running {m} ...", flush=True)
+            mprofiles = method_profiles(args, profiles, names[m])
+            studies[m], search_s = run_method(args, spaces[m], mprofiles, m)
+            retimed = retime_fronts(args, studies[m], mprofiles, m) if retimes else 0.0
+            # kept with the study, so that --summary-only prints them again
+            studies[m].set_user_attr(WALL_ATTR, {"search_s": round(search_s, 1), "retime_s": round(retimed, 1)})
+        spent = studies[m].user_attrs.get(WALL_ATTR, {})
+        wall[m] = float(spent.get("search_s", float("nan"))) + float(spent.get("retime_s", 0.0))
+        retime_s[m] = float(spent.get("retime_s", float("nan")))
 
     summaries, ref_acc = summarise([studies[m] for m in methods], profile)
     allpts = [p for s in summaries for p in s.points]

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from hwssl.compact import compact_model  # noqa: E402
 from hwssl.config.profile import load_profile  # noqa: E402
 from hwssl.data import load_dataset  # noqa: E402
+from hwssl.data.sets import first_images, plain  # noqa: E402
 from hwssl.models import build_model, model_spec  # noqa: E402
 from hwssl.sparsity import count_macs, ssl_sites  # noqa: E402
 from hwssl.train import train_phase  # noqa: E402
@@ -78,7 +79,7 @@ def candidate(name: str, threads: int) -> tuple[nn.Module, object, dict]:
     t0 = time.perf_counter()
     train_phase(model, splits.train, phase="dense", epochs=c["epochs"], lr=c["lr"], batch_size=64, threads=threads)
     zero_groups(model, c["fractions"], c["depth"])
-    compacted = compact_model(model, channel_round=4, check_inputs=splits.val.tensors[0][:64], tolerance=1e-4)
+    compacted = compact_model(model, channel_round=4, check_inputs=first_images(splits.val, 64), tolerance=1e-4)
     small = compacted.model
     train_phase(small, splits.train, phase="recover", epochs=c["recover"], lr=c["lr"] / 5, batch_size=64,
                 seed=2, threads=threads)
@@ -119,7 +120,7 @@ def main() -> None:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             t0 = time.perf_counter()
             model, splits, meta = candidate(name, train_threads)
-            calib = splits.train.tensors[0][:args.calib]
+            calib = first_images(plain(splits.train), args.calib)
             r = quantize_and_measure(model, calib, splits.test, profile, val_dataset=splits.val,
                                      tune=args.tune > 0, trials_per_task=args.tune or None,
                                      calibration=args.calibration, compare_fp32=True, integer_io_check=True,

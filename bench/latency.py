@@ -74,6 +74,7 @@ def main() -> None:
     from hwssl.compact import arch_key, load_compacted
     from hwssl.config import load_search_space
     from hwssl.config.profile import load_profile
+    from hwssl.data.sets import first_images
     from hwssl.deploy.candidate import Net, measure_pair
     from hwssl.evaluate import evaluate_candidate, prepare
     from hwssl.record import TrialRecord
@@ -97,7 +98,7 @@ def main() -> None:
             compact = load_compacted(tmp)
         start = prepare(space)
         dense = start.dense_model().eval()
-        example = profile.example_input(start.splits.val.tensors[0])
+        example = profile.example_input(first_images(start.splits.val, profile.batch))
         lat = {}
         lat["compacted"], lat["dense"] = measure_pair(Net(compact, arch_key(compact.spec)),
                                                       Net(dense, arch_key(dense.spec)), example, profile,

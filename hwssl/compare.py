@@ -67,11 +67,15 @@ def study_method(study: optuna.Study) -> str:
     return str(study.user_attrs.get("method", "ssl"))
 
 
-def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point], list[str]]:
-    """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures."""
+def collect_points(study: optuna.Study, profile: str | None, dense_ms: float | None = None
+                   ) -> tuple[list[Point], list[str]]:
+    """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures.
+    ``dense_ms``: the dense latency every point is priced against (default: the study's fully
+    tuned dense latency when it has one, else each trial's own dense timing)."""
     method = study_method(study)
     describe = get_method(method).describe
     points, failures = [], []
+    study_dense = dense_ms or (_final_dense_ms(study, profile) if profile else None)
     for t in trial_records(study):
         if t.state == TrialState.FAIL:
             failures.append(f"trial {t.number}: {t.trial.user_attrs.get('fail_reason', '?')}")
@@ -81,6 +85,7 @@ def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point
         if profile:
             lat, dense_lat = r.latency(profile), r.dense_latency(profile)
             cost, dense = (lat.tvm if lat else None), (dense_lat.tvm if dense_lat else None)
+            dense = study_dense or dense
             if cost is None or not dense:
                 failures.append(f"trial {t.number}: no latency on {profile}")
                 continue
@@ -90,6 +95,20 @@ def collect_points(study: optuna.Study, profile: str | None) -> tuple[list[Point
                             float(dense), describe(r.method_params),
                             float(r.extra.get("wall_s", {}).get("total", 0.0)), r.precision))
     return points, failures
+
+
+def _final_dense_ms(study: optuna.Study, profile: str) -> float | None:
+    """The study's fully tuned dense latency on ``profile`` (``hwssl retime``), when it has one.
+
+    With it, every point of the study is priced against the same dense time: a re-timed point's
+    full timing and a not re-timed point's cheap one then compare on absolute latency, which is
+    the axis the re-timing loop made one-fidelity (each point's own cheap dense pair would let a
+    point whose cheap dense build was slow look fast)."""
+    from hwssl.results import FINAL_DENSE
+
+    final = study.user_attrs.get(FINAL_DENSE, {}).get(profile)
+    tvm = final.get("tvm") if isinstance(final, dict) else None
+    return float(tvm) if tvm else None
 
 
 def front(points: list[Point]) -> list[Point]:
@@ -105,12 +124,19 @@ def reference_accuracy(summaries: list[MethodSummary]) -> float | None:
 
 def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool = False
               ) -> tuple[list[MethodSummary], float | None]:
-    """Points, front and hypervolume (shared reference) of each study; and the reference accuracy.
+    """Points, front and hypervolume (shared reference, and one dense latency for all when the studies
+    were re-timed) of each study; and the reference accuracy.
     ``on_test``: scored on test accuracy (each point's ``accuracy`` is its test accuracy), the check
     that a front chosen on validation accuracy holds on images no one selected with."""
     summaries = []
+    # One dense reference for every study: the fastest of their fully tuned builds of the same dense
+    # net. Each study tunes on its own (bench/compare.py gives each method its own database), and a
+    # 32-trial tuning run's luck moved LeNet's dense time between 0.042 and 0.090 ms: divided by its
+    # own dense time, a method with an unlucky dense build would look fast.
+    finals = [d for d in (_final_dense_ms(s, profile) for s in studies) if d] if profile else []
+    common = min(finals) if finals else None
     for study in studies:
-        points, failures = collect_points(study, profile)
+        points, failures = collect_points(study, profile, common)
         if on_test:
             points = [replace(p, accuracy=p.accuracy_test) for p in points]
         summaries.append(MethodSummary(study.study_name, study_method(study), points, failures, front(points),

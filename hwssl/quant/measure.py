@@ -208,7 +208,10 @@ def quantize_and_measure(model_fp32: nn.Module, calib_x: torch.Tensor, test_data
 
     qnet = quantize_model(model_fp32, calib_x, calibration=calibration)
     lap("quantize")
-    x_test, y_test = test_dataset.tensors
+    from hwssl.data.sets import images, labels_of, plain
+
+    x_test = images(plain(test_dataset))   # any data set (image folders too), never augmented
+    y_test = torch.as_tensor(labels_of(test_dataset), dtype=torch.long)
     example = x_test[:1]
     l32, l8 = logits_of(model_fp32, x_test), logits_of(qnet, x_test)
     result: dict[str, Any] = {
