@@ -5,6 +5,7 @@ strengths -> compaction (verified) -> recovery fine-tune -> accuracy, cost and
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,17 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
     return model, phase
 
 
+def unused_ssl_epochs(start: DenseStart, sparsify: PhaseResult | None) -> int:
+    """Whole SSL epochs a budget-targeted phase left unused by meeting its target early, when the
+    space gives them to recovery (``ssl.recover_unused``): the candidate then trains for the same
+    total epochs as a method that runs every sparsification epoch."""
+    space = start.space
+    if not space.ssl.recover_unused or sparsify is None or sparsify.phase != "ssl":
+        return 0
+    per_epoch = math.ceil(len(start.splits.train) / space.train.batch_size)
+    return max(0, int(space.train.ssl_epochs - sparsify.steps / per_epoch))
+
+
 def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, params: dict[str, Any],
                      sparsify: PhaseResult | None, profiles: Sequence[Any] = (),
                      measure: MeasureSettings = MeasureSettings(), save_dir: str | Path | None = None,
@@ -187,7 +199,8 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
                               tolerance=COMPACTION_TOLERANCE)
     wall["compact"] = time.perf_counter() - tc
     small = compacted.model
-    recover = train_phase(small, splits.train, phase="recover", epochs=t.recover_epochs, lr=t.recover_lr,
+    recover_epochs = t.recover_epochs + unused_ssl_epochs(start, sparsify)
+    recover = train_phase(small, splits.train, phase="recover", epochs=recover_epochs, lr=t.recover_lr,
                           batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                           seed=space.seed + 2, threads=t.threads, on_step=phase_progress(progress, "recover"))
     wall["recover"] = recover.wall_s
@@ -214,6 +227,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
                     "ssl": (sparsify.step_ms + sparsify.ssl_ms) if sparsify else None,
                     "dense_phase": ckpt["train"]["step_ms"]},
         "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
+        "recover_epochs": recover_epochs,
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
     result.update(getattr(sparsify, "record", None) or {})  # hardware-aware SSL: budget, oracle, weights

@@ -21,7 +21,7 @@ def conv_widths(spec):
 
 
 def test_budget_targeted_ssl_reaches_its_target_and_records_it(tiny_space_file):
-    space = load_search_space(tiny_space_file, BUDGET + ["ssl.target=0.4"])
+    space = load_search_space(tiny_space_file, BUDGET + ["ssl.target=0.4", "ssl.recover_unused=true"])
     result = evaluate_candidate(space)
     assert result["target"] == 0.4
     assert 0.4 - TOLERANCE <= result["predicted_ratio"] <= 0.4
@@ -34,6 +34,25 @@ def test_budget_targeted_ssl_reaches_its_target_and_records_it(tiny_space_file):
     assert len(trajectory) >= 3 and trajectory[-1]["ratio"] == result["predicted_ratio"]
     assert max(t["strength"] for t in trajectory) > trajectory[0]["strength"]   # the controller had to push
     assert result["accuracy"] > 0.3
+    # ssl.recover_unused: the whole SSL epochs left after the target was met went to recovery
+    per_epoch = -(-len(prepare(space).splits.train) // space.train.batch_size)
+    unused = int(space.train.ssl_epochs - trajectory[-1]["step"] / per_epoch)
+    assert unused >= 1 and result["recover_epochs"] == space.train.recover_epochs + unused
+
+
+def test_an_unreachable_target_stops_at_the_cheapest_state_instead_of_diverging(tiny_space_file):
+    """Filter groups only, and a target below what the kept minimum widths cost: the strength would
+    grow until the weights overflow to NaN (a default search lost two trials to this)."""
+    space = load_search_space(tiny_space_file, ["model.width=1.0", "train.ssl_epochs=4", "ssl.check_every=2",
+                                                "filter=0.05", "ssl.target=0.001"])
+    start = prepare(space)
+    run = hw_ssl(start, {"filter": 0.05}, targets=[0.001], predict=spec_macs)
+    record = run.controller.record()
+    assert record["stalled"] and not record["reached"]
+    assert max(t["strength"] for t in record["strength_trajectory"]) <= run.controller.max_strength
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    assert record["final_ratio"] < 1.0   # the restored state is the first that reached the lowest cost
+    assert record["final_ratio"] == min(t["ratio"] for t in record["strength_trajectory"])
 
 
 def test_one_path_run_yields_several_distinct_compacted_candidates(tiny_space_file, tmp_path):

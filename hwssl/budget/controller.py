@@ -18,6 +18,12 @@ and checks every step until that target is met. At most ``max_rollbacks`` times 
 then the overshoot is accepted (on a small net one group can be worth more than the
 tolerance). The optimiser's momentum is not rolled back. So a met target is met within
 ``tolerance`` unless its rollbacks ran out; ``rollbacks`` in the record counts them.
+
+Unreachable targets: when the mix cannot get the cost down to the target (only filter groups,
+say, and the minimum kept widths already cost more), the controller would raise the strength
+without bound until the net is destroyed and the weights overflow to NaN. Past ``max_strength``
+it stops instead, restores the first state that reached the lowest cost, and records
+``stalled``.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class BudgetController:
     def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, targets: Sequence[float], *,
                  check_every: int = 5, up: float = 1.5, finish_at: float = 0.7, tolerance: float = 0.05,
                  max_rollbacks: int = 6, keep_states: int = 4, channel_round: int = 1, min_shape_sparsity: float = 0.25,
-                 extra: Sequence[Callable[[int, int, float], bool]] = ()) -> None:
+                 extra: Sequence[Callable[[int, int, float], bool]] = (), max_strength: float = 1e4) -> None:
         if any(not 0 < t for t in targets):
             raise ValueError(f"targets must be positive fractions of the dense cost, got {list(targets)}")
         self.model, self.reg, self.predict = model, reg, predict
@@ -89,6 +95,11 @@ class BudgetController:
         self.last_cost = self.dense
         self.snapshots: list[Snapshot] = []
         self.trajectory: list[dict[str, float]] = []
+        # a target the mix cannot reach (e.g. only filter groups, and the kept minimum widths already
+        # cost more): the strength would grow without bound, destroy the net and overflow to NaN
+        self.max_strength = max_strength
+        self.stalled = False
+        self.best: tuple[float, dict[str, torch.Tensor]] = (1.0, self.accepted[0][0])  # first state at the lowest ratio
 
     @property
     def done(self) -> bool:
@@ -118,6 +129,8 @@ class BudgetController:
             self.trajectory[-1]["rollback"] = True
             return False
         self.accepted.append((copy.deepcopy(self.model.state_dict()), self.reg.strength, ratio))
+        if ratio < self.best[0]:
+            self.best = (ratio, self.accepted[-1][0])
         met = []
         while not self.done and ratio <= self.targets[self.next]:
             met.append(self.targets[self.next])
@@ -137,6 +150,13 @@ class BudgetController:
             factor = self.up
         else:
             factor = min(self.up, max(1 / self.up, pace / progress))
+        if self.reg.strength * factor > self.max_strength:
+            # unreachable with this mix: stop at the first state that reached the lowest cost
+            self.model.load_state_dict(self.best[1])
+            self.last_cost = self.best[0] * self.dense
+            self.stalled = True
+            self.trajectory[-1]["stalled"] = True
+            return True
         self.reg.strength *= factor
         self.last_ratio = ratio
         return False
@@ -151,7 +171,7 @@ class BudgetController:
 
     def record(self) -> dict[str, Any]:
         ratio = self.last_cost / self.dense if self.dense > 0 else 0.0
-        return {"targets": self.targets, "predicted_dense": self.dense, "reached": self.done,
+        return {"targets": self.targets, "predicted_dense": self.dense, "reached": self.done, "stalled": self.stalled,
                 "predicted_final": self.last_cost, "final_ratio": round(ratio, 5), "tolerance": self.tolerance,
                 "rollbacks": self.rollbacks, "snapshots": [s.record() for s in self.snapshots],
                 "strength_trajectory": self.trajectory}

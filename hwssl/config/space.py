@@ -53,6 +53,8 @@ the search-space file first, then in the current folder.
                                      #   --profile's latency model, ms; MACs while it has no data)
     check_every = 5                  # steps between budget checks
     weight_every = 100               # steps between latency-weight refreshes (each prices every site once)
+    recover_unused = false           # a budget-targeted SSL phase that met its target early gives its unused
+                                     #   whole epochs to recovery (the baselines' total epochs)
 
     [compact]
     min_shape_sparsity = 0.25
@@ -154,6 +156,7 @@ class SSLConfig:
     oracle: str = "macs"
     check_every: int = 5
     weight_every: int = 100
+    recover_unused: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
                     s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
                     s.number("target", 0.0, minimum=0, maximum=1), filter_block(s),
                     s.string("oracle", "macs", choices=oracles()), s.integer("check_every", 5, minimum=1),
-                    s.integer("weight_every", 100, minimum=1))
+                    s.integer("weight_every", 100, minimum=1), s.boolean("recover_unused", False))
     if ssl.target >= 1:
         raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()

@@ -26,8 +26,9 @@ def budget_text(record: TrialRecord) -> str:
         return ""
     units = " ms" if x.get("oracle_units") == "ms" else " MACs" if x.get("oracle_units") == "MACs" else ""
     ratio = x.get("predicted_ratio")
+    stalled = ", out of this mix's reach" if (x.get("budget") or {}).get("stalled") else ""
     return (f", target {x['target']:.3g} -> predicted {x['predicted']:.4g}{units}"
-            f"{f' ({ratio:.3g}x dense)' if ratio is not None else ''}")
+            f"{f' ({ratio:.3g}x dense)' if ratio is not None else ''}{stalled}")
 
 
 class Reporter:
