@@ -302,12 +302,12 @@ def _compare(args: argparse.Namespace, space: Any, spaces: dict[str, Any], metho
         wall[m] = float(spent.get("search_s", float("nan"))) + float(spent.get("retime_s", 0.0))
         retime_s[m] = float(spent.get("retime_s", float("nan")))
 
-    summaries, ref_acc = summarise([studies[m] for m in methods], profile)
+    summaries, ref_acc = summarise([studies[m] for m in methods], profile, common_dense=True)
     allpts = [p for s in summaries for p in s.points]
     if not allpts:
         print("no complete trials")
         return 1
-    test_summaries, test_ref = summarise([studies[m] for m in methods], profile, on_test=True)
+    test_summaries, test_ref = summarise([studies[m] for m in methods], profile, on_test=True, common_dense=True)
     print_summary("Validation accuracy", methods, summaries, ref_acc, wall, retime_s)
     print_summary("Test accuracy", methods, test_summaries, test_ref, wall, retime_s)
     print("  (HV: area of (accuracy, cost/dense) dominated up to the reference; min cost relative to dense; "

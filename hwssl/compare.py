@@ -70,12 +70,12 @@ def study_method(study: optuna.Study) -> str:
 def collect_points(study: optuna.Study, profile: str | None, dense_ms: float | None = None
                    ) -> tuple[list[Point], list[str]]:
     """Complete trials as points on the axis (``profile`` latency, or MACs when None), and failures.
-    ``dense_ms``: the dense latency every point is priced against (default: the study's fully
-    tuned dense latency when it has one, else each trial's own dense timing)."""
+    ``dense_ms``: the dense latency every point is priced against (default: each trial's own dense
+    timing)."""
     method = study_method(study)
     describe = get_method(method).describe
     points, failures = [], []
-    study_dense = dense_ms or (_final_dense_ms(study, profile) if profile else None)
+    study_dense = dense_ms
     for t in trial_records(study):
         if t.state == TrialState.FAIL:
             failures.append(f"trial {t.number}: {t.trial.user_attrs.get('fail_reason', '?')}")
@@ -122,21 +122,23 @@ def reference_accuracy(summaries: list[MethodSummary]) -> float | None:
     return min(accs) - REF_ACC_MARGIN if accs else None
 
 
-def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool = False
-              ) -> tuple[list[MethodSummary], float | None]:
-    """Points, front and hypervolume (shared reference, and one dense latency for all when the studies
-    were re-timed) of each study; and the reference accuracy.
+def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool = False,
+              common_dense: bool = False) -> tuple[list[MethodSummary], float | None]:
+    """Points, front and hypervolume (shared reference) of each study; and the reference accuracy.
     ``on_test``: scored on test accuracy (each point's ``accuracy`` is its test accuracy), the check
-    that a front chosen on validation accuracy holds on images no one selected with."""
+    that a front chosen on validation accuracy holds on images no one selected with.
+    ``common_dense`` (``bench/compare.py``): every study that was re-timed is priced against one
+    dense latency, the fastest of their fully tuned dense builds (see below); a study without a
+    final re-timing keeps each trial's own dense timing."""
     summaries = []
     # One dense reference for every study: the fastest of their fully tuned builds of the same dense
     # net. Each study tunes on its own (bench/compare.py gives each method its own database), and a
     # 32-trial tuning run's luck moved LeNet's dense time between 0.042 and 0.090 ms: divided by its
     # own dense time, a method with an unlucky dense build would look fast.
-    finals = [d for d in (_final_dense_ms(s, profile) for s in studies) if d] if profile else []
-    common = min(finals) if finals else None
-    for study in studies:
-        points, failures = collect_points(study, profile, common)
+    finals = [_final_dense_ms(s, profile) if (profile and common_dense) else None for s in studies]
+    common = min((d for d in finals if d), default=None)
+    for study, final in zip(studies, finals):
+        points, failures = collect_points(study, profile, common if final else None)
         if on_test:
             points = [replace(p, accuracy=p.accuracy_test) for p in points]
         summaries.append(MethodSummary(study.study_name, study_method(study), points, failures, front(points),
