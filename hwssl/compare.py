@@ -75,7 +75,6 @@ def collect_points(study: optuna.Study, profile: str | None, dense_ms: float | N
     method = study_method(study)
     describe = get_method(method).describe
     points, failures = [], []
-    study_dense = dense_ms
     for t in trial_records(study):
         if t.state == TrialState.FAIL:
             failures.append(f"trial {t.number}: {t.trial.user_attrs.get('fail_reason', '?')}")
@@ -85,7 +84,7 @@ def collect_points(study: optuna.Study, profile: str | None, dense_ms: float | N
         if profile:
             lat, dense_lat = r.latency(profile), r.dense_latency(profile)
             cost, dense = (lat.tvm if lat else None), (dense_lat.tvm if dense_lat else None)
-            dense = study_dense or dense
+            dense = dense_ms or dense
             if cost is None or not dense:
                 failures.append(f"trial {t.number}: no latency on {profile}")
                 continue
@@ -99,11 +98,8 @@ def collect_points(study: optuna.Study, profile: str | None, dense_ms: float | N
 
 def _final_dense_ms(study: optuna.Study, profile: str) -> float | None:
     """The study's fully tuned dense latency on ``profile`` (``hwssl retime``), when it has one.
-
-    With it, every point of the study is priced against the same dense time: a re-timed point's
-    full timing and a not re-timed point's cheap one then compare on absolute latency, which is
-    the axis the re-timing loop made one-fidelity (each point's own cheap dense pair would let a
-    point whose cheap dense build was slow look fast)."""
+    Priced against it, a re-timed point's full timing and a not re-timed point's cheap one compare
+    on absolute latency: the axis the re-timing loop made one-fidelity."""
     from hwssl.results import FINAL_DENSE
 
     final = study.user_attrs.get(FINAL_DENSE, {}).get(profile)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,22 +13,10 @@ import torch
 import tvm
 
 from deploy_support import fast_cpu_profile, free_port, tiny_net
+from rpc_support import wait_for_port
 from hwssl.config.profile import load_profile
 from hwssl.deploy import measure_candidate
 from hwssl.deploy.measure import configure_tvm_threads, time_torch
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rpc_server exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"rpc_server did not listen on port {port} within {timeout_s} s")
 
 
 @pytest.fixture
@@ -42,7 +28,7 @@ def rpc_server(tmp_path: Path):
                              "--port", str(port), "--port-end", str(port + 1)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         yield port
     finally:
         try:
