@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
                 error = 100 * (predicted - measured) / measured
                 print(f"{label:<44} {measured:10.4f} {predicted:10.4f} {error:+7.1f}%")
         print(summary(rows))
+        for kind, tag in (("cheap-tuned search measurements", "search)"), ("full re-timings", "final)"),
+                          ("full re-timings of the dense net", "final dense)")):
+            subset = [r for r in rows if r[0].endswith(f"({tag}")]
+            if subset and len(subset) < len(rows):
+                print(f"  {kind}: {summary(subset)}")
         half = rows[len(rows) // 2:]
         if len(rows) >= 6:
             print(f"second half only: {summary(half)}")

@@ -197,3 +197,43 @@ def test_predictor_is_a_plain_callable_over_specs(fitted, profile, monkeypatch):
     assert predict(lenet(4, 8, 100)) > 0
     spec = copy.deepcopy(fitted["held_out"])
     assert spec_kernels(spec) == spec_kernels(fitted["held_out"])  # the walk does not mutate specs
+
+
+def test_a_retuned_kernel_is_priced_at_its_new_database_time():
+    """A final re-timing tunes a kernel again: its measured time taken before scales with the database's
+    best time, and networks measured before keep the kernel sum of their moment (the calibration holds)."""
+    from hwssl.latency.model import Identity, LatencyModel
+
+    spec = lenet(8, 16, 100)
+    conv = next(k for k in spec_kernels(spec) if k.kind == "conv")
+    model = LatencyModel(identity=Identity("dev", "key", "x86"))
+    model.set_database([(conv, 0.10)])
+    for k in spec_kernels(spec):  # a breakdown: every kernel measured, one of them tuned
+        model.add_kernel(k, 0.12 if k == conv else 0.01, "a")
+    model.add_measurement(spec, 0.5, arch_key="a")
+    model.refit()
+    before, calibration = model.predict(spec), model.calibration
+    assert model.kernel_ms(conv) == pytest.approx(0.12)
+
+    model.set_database([(conv, 0.05)])  # re-tuned at the full budget: twice as fast
+    model.refit()
+    assert model.kernel_ms(conv) == pytest.approx(0.06)
+    assert model.calibration == calibration
+    assert before - model.predict(spec) == pytest.approx(calibration.scale * 0.06)
+
+    saved = LatencyModel.from_json(model.to_json())  # the moment's times survive a save
+    saved.set_database([(conv, 0.05)])
+    saved.refit()
+    assert saved.predict(spec) == pytest.approx(model.predict(spec))
+
+
+def test_a_database_only_kernel_is_priced_at_what_measured_kernels_cost_beside_their_database_times():
+    from hwssl.latency.model import Identity, LatencyModel
+
+    conv1, conv2 = [k for k in spec_kernels(lenet(8, 16, 100)) if k.kind == "conv"]
+    model = LatencyModel(identity=Identity("dev", "key", "x86"))
+    model.set_database([(conv1, 0.10), (conv2, 0.20)])
+    model.add_kernel(conv1, 0.15, "a")  # inside the network: 1.5x the tuner's time
+    model.refit()
+    assert model.kernel_ms(conv1) == pytest.approx(0.15)
+    assert model.kernel_ms(conv2) == pytest.approx(0.30)

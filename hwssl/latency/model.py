@@ -3,8 +3,11 @@
 Observations are of two kinds: *kernel* times (a per-kernel breakdown of a measured build, or the
 best record of a workload in the profile's tuning database) and *network* times (a whole measured
 candidate, with the kernels its spec lowers to). A kernel's current time is the median of its
-three most recent per-kernel observations (tuning improves a workload over a study; the database
-always applies its best schedule), else its tuning-database time. :meth:`LatencyModel.refit`
+three most recent per-kernel observations, else its tuning-database time. Tuning improves a
+workload over a study (a final re-timing tunes it again at the full budget) and every build applies
+the database's best schedule, so an observation is rescaled by how much the database's best time of
+its kernel has dropped since it was taken; likewise a network observation keeps the kernel sum it
+was taken at, so the calibration relates times of one moment. :meth:`LatencyModel.refit`
 rebuilds that lookup table, the per-kind regressions and the network calibration
 (:mod:`hwssl.latency.fit`); :meth:`LatencyModel.predict` is pure Python over the spec.
 """
@@ -51,6 +54,7 @@ class NetworkObs:
     kernels: list[KernelDesc]
     seq: int
     source: str = "search"
+    kernel_sum_ms: float = 0.0  # the model's kernel sum when it was measured (0: not frozen yet)
 
 
 @dataclass
@@ -71,7 +75,8 @@ class Prediction:
 @dataclass
 class LatencyModel:
     identity: Identity
-    kernel_obs: dict[str, list[tuple[int, float, str]]] = field(default_factory=dict)  # key -> [(seq, ms, arch)]
+    # key -> [(seq, ms, arch, database ms then (0: none))]
+    kernel_obs: dict[str, list[tuple[int, float, str, float]]] = field(default_factory=dict)
     descs: dict[str, KernelDesc] = field(default_factory=dict)
     db_obs: dict[str, float] = field(default_factory=dict)                       # key -> best tuned ms
     networks: list[NetworkObs] = field(default_factory=list)
@@ -96,14 +101,16 @@ class LatencyModel:
         self.seq += 1
         base = KernelDesc(desc.kind, desc.args, desc.out)
         self.descs.setdefault(base.key, base)
-        self.kernel_obs.setdefault(base.key, []).append((self.seq, float(ms), arch))
+        self.kernel_obs.setdefault(base.key, []).append((self.seq, float(ms), arch, self.db_obs.get(base.key, 0.0)))
 
     def add_measurement(self, spec: dict[str, Any], measured_ms: float, *, arch_key: str = "",
                         per_kernel: Sequence[dict[str, Any]] = (), source: str = "search") -> None:
         """Record one measured network (and its per-kernel breakdown when given). A repeat of the same
-        ``arch_key`` replaces its earlier observation. Call :meth:`refit` afterwards."""
+        ``arch_key`` replaces its earlier observation (and its earlier breakdown, when it brings a new
+        one). Call :meth:`refit` afterwards."""
         if arch_key:
             self.networks = [n for n in self.networks if n.arch_key != arch_key]
+        if arch_key and per_kernel:
             for key, obs in list(self.kernel_obs.items()):
                 kept = [o for o in obs if o[2] != arch_key]
                 if kept:
@@ -132,10 +139,12 @@ class LatencyModel:
     def refit(self) -> None:
         self._memo = {}
         table: dict[str, tuple[KernelDesc, float]] = {}
+        in_network = self._database_to_network()
         for key, ms in self.db_obs.items():
-            table[key] = (self.descs[key], ms)
+            desc = self.descs[key]
+            table[key] = (desc, ms * in_network.get(fit_kind(desc), in_network.get("", 1.0)))
         for key, obs in self.kernel_obs.items():
-            recent = [ms for _, ms, _ in sorted(obs)[-RECENT:]]
+            recent = [self._retuned(key, ms, db_then) for _, ms, _, db_then in sorted(obs)[-RECENT:]]
             table[key] = (self.descs[key], float(statistics.median(recent)))
         self.table = table
         lanes = self.identity.lanes
@@ -148,9 +157,30 @@ class LatencyModel:
                 self.residuals.setdefault(geometry(desc), []).append((math.log(x), math.log(ms / line)))
         rows = []
         for net in self.networks:
-            ksum = sum(self._kernel_ms(k)[0] for k in net.kernels)
-            rows.append((ksum, len(net.kernels), net.measured_ms))
+            if net.kernel_sum_ms <= 0:
+                net.kernel_sum_ms = sum(self._kernel_ms(k)[0] for k in net.kernels)
+            rows.append((net.kernel_sum_ms, len(net.kernels), net.measured_ms))
         self.calibration = fit_calibration(rows)
+
+    def _database_to_network(self) -> dict[str, float]:
+        """Per fit kind (and ``""`` over all kinds): the median ratio of a kernel's time measured inside
+        a network to its tuning-database time when it was measured. The tuner times a kernel alone with
+        its own repeats and warm caches; a database-only kernel is priced at its time times that ratio."""
+        ratios: dict[str, list[float]] = {}
+        for key, obs in self.kernel_obs.items():
+            kind = fit_kind(self.descs[key])
+            for _, ms, _, db_then in obs:
+                if db_then > 0:
+                    ratios.setdefault(kind, []).append(ms / db_then)
+                    ratios.setdefault("", []).append(ms / db_then)
+        return {kind: float(statistics.median(r)) for kind, r in ratios.items()}
+
+    def _retuned(self, key: str, ms: float, db_then: float) -> float:
+        """A per-kernel observation scaled to the database's current best time of its kernel."""
+        db_now = self.db_obs.get(key)
+        if db_then > 0 and db_now is not None and 0 < db_now < db_then:
+            return ms * db_now / db_then
+        return ms
 
     @property
     def version(self) -> int:
@@ -213,7 +243,8 @@ class LatencyModel:
                         for key, obs in self.kernel_obs.items()},
             "descs": [k.to_json() for k in index],
             "networks": [{"arch_key": n.arch_key, "measured_ms": n.measured_ms, "seq": n.seq, "source": n.source,
-                          "kernels": [index[k] for k in n.kernels]} for n in self.networks],
+                          "kernel_sum_ms": n.kernel_sum_ms, "kernels": [index[k] for k in n.kernels]}
+                         for n in self.networks],
             "fit": {"kernels": self.fits.to_json(), "calibration": self.calibration.to_json(),
                     "table_size": len(self.table), "database_kernels": len(self.db_obs)},
         }
@@ -237,12 +268,13 @@ class LatencyModel:
         for key, entry in data.get("kernels", {}).items():
             desc = KernelDesc.from_json(entry["desc"])
             model.descs[desc.key] = desc
-            model.kernel_obs[desc.key] = [(int(o[0]), float(o[1]), str(o[2])) for o in entry["obs"]]
+            model.kernel_obs[desc.key] = [(int(o[0]), float(o[1]), str(o[2]), float(o[3]) if len(o) > 3 else 0.0)
+                                          for o in entry["obs"]]
         descs = [KernelDesc.from_json(k) for k in data.get("descs", [])]
         for n in data.get("networks", []):
             model.networks.append(NetworkObs(str(n["arch_key"]), float(n["measured_ms"]),
                                              [descs[int(i)] for i in n["kernels"]], int(n["seq"]),
-                                             str(n.get("source", "search"))))
+                                             str(n.get("source", "search")), float(n.get("kernel_sum_ms", 0.0))))
         return model
 
 
