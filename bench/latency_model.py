@@ -92,7 +92,8 @@ def from_studies(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, fl
         section = collect_latency(load_study(name, args.storage))
         for view in section.predictions:
             rows = out.setdefault(view.profile, [])
-            rows += [(f"{name} {p.label} ({p.source})", p.measured, p.predicted) for p in view.points]
+            rows += [(f"{name} {p.label} ({p.source})" + (" noisy" if p.noisy else ""), p.measured, p.predicted)
+                     for p in view.points]
             if view.unpredicted:
                 print(f"{view.profile}: {view.unpredicted} measurement(s) of {name} taken before the model had data")
     return list(out.items())
@@ -141,9 +142,12 @@ def main(argv: list[str] | None = None) -> None:
         print(summary(rows))
         for kind, tag in (("cheap-tuned search measurements", "search)"), ("full re-timings", "final)"),
                           ("full re-timings of the dense net", "final dense)")):
-            subset = [r for r in rows if r[0].endswith(f"({tag}")]
+            subset = [r for r in rows if r[0].removesuffix(" noisy").endswith(f"({tag}")]
             if subset and len(subset) < len(rows):
                 print(f"  {kind}: {summary(subset)}")
+        steady = [r for r in rows if not r[0].endswith(" noisy")]
+        if 0 < len(steady) < len(rows):
+            print(f"  measurements whose own TVM series was steady (not flagged noisy): {summary(steady)}")
         half = rows[len(rows) // 2:]
         if len(rows) >= 6:
             print(f"second half only: {summary(half)}")

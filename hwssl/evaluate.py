@@ -146,7 +146,7 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
         prices = space.ssl.latency_weighted or target > 0   # filter blocks alone price nothing
         cost = ssl_oracle(space, start.profiles, tune=start.tune) if prices else MAC_ORACLE
         run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
-                     channel_round=compaction_round(space, start.profiles), progress=progress)
+                     weigh=cost.weigh, channel_round=compaction_round(space, start.profiles), progress=progress)
         if prices:
             run.phase.record.update(cost.record(run.phase.record))
         return run.model, run.phase

@@ -237,3 +237,21 @@ def test_a_database_only_kernel_is_priced_at_what_measured_kernels_cost_beside_t
     model.refit()
     assert model.kernel_ms(conv1) == pytest.approx(0.15)
     assert model.kernel_ms(conv2) == pytest.approx(0.30)
+
+
+def test_group_savings_are_priced_by_the_regressions_not_by_a_lucky_table_entry():
+    """Cheap tuning gave conv1 a slower schedule at 16 filters than at 20: the lookup table reproduces
+    that, the smooth prediction (what latency-weighted SSL prices savings with) does not."""
+    from hwssl.budget.cost import CostOracle
+    from hwssl.latency.model import Identity, LatencyModel
+
+    model = LatencyModel(identity=Identity("dev", "key", "x86"))
+    for c1, ms in ((20, 0.006), (16, 0.0105), (12, 0.004), (8, 0.003)):
+        conv1 = next(k for k in spec_kernels(lenet(c1, 16, 100)) if k.kind == "conv")
+        model.add_kernel(conv1, ms, f"c1={c1}")
+    model.refit()
+    wide, narrow = lenet(20, 16, 100), lenet(16, 16, 100)
+    assert model.predict(narrow) > model.predict(wide)
+    assert model.predict_smooth(narrow) < model.predict_smooth(wide)
+    oracle = CostOracle("latency", model.predict, "ms", smooth=model.predict_smooth)
+    assert oracle.weigh == model.predict_smooth

@@ -34,6 +34,12 @@ class CostOracle:
     units: str                     # "MACs" or "ms"
     profile: str = ""              # the latency model's profile
     note: str = ""                 # why the configured oracle was replaced, if it was
+    smooth: Predict | None = None  # what group savings are priced with (default: predict)
+
+    @property
+    def weigh(self) -> Predict:
+        """The cost latency-weighted SSL compares zero patterns with (the model's smooth part)."""
+        return self.smooth if self.smooth is not None else self.predict
 
     def record(self, run: dict[str, Any]) -> dict[str, Any]:
         """What a trial records about its oracle (and ``predicted_ms`` when costs are ms)."""
@@ -76,7 +82,7 @@ def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_
     profile = profiles[0]
     model = load_model(profile, cache_root, tuned=tune)   # LatencyModelError: a file from another device
     if model.fitted:
-        return CostOracle("latency", model.predict, "ms", profile.name)
+        return CostOracle("latency", model.predict, "ms", profile.name, smooth=model.predict_smooth)
     note = (f"the {'tuned' if tune else 'untuned'} latency model of profile {profile.name!r} has no data yet "
             f"({model.path}); pricing with MACs for this run")
     if warn:

@@ -57,17 +57,20 @@ class HWSSLRun:
 
 
 def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[float] = (),
-           predict: Predict | None = None, channel_round: int | None = None,
+           predict: Predict | None = None, weigh: Predict | None = None, channel_round: int | None = None,
            latency_weighted: bool | None = None, filter_block: int | str | None = None,
            progress: Progress | None = None) -> HWSSLRun:
     """SSL fine-tune of ``start`` (a :class:`hwssl.evaluate.DenseStart`) with the space's
     hardware-aware options (keyword arguments override them). With ``targets`` the global
-    strength adapts and the run stops once the last (smallest) target is met."""
+    strength adapts and the run stops once the last (smallest) target is met. ``predict`` prices
+    the zero pattern for the targets; ``weigh`` (default ``predict``) prices the group savings that
+    weight the penalty (:attr:`hwssl.budget.cost.CostOracle.weigh`)."""
     space, t, ssl = start.space, start.space.train, start.space.ssl
     if predict is None:
         from hwssl.budget.cost import ssl_oracle
 
-        predict = ssl_oracle(space, getattr(start, "profiles", ()), tune=getattr(start, "tune", True)).predict
+        oracle = ssl_oracle(space, getattr(start, "profiles", ()), tune=getattr(start, "tune", True))
+        predict, weigh = oracle.predict, weigh or oracle.weigh
     channel_round = channel_round if channel_round is not None else space.compact.channel_round
     weighted = ssl.latency_weighted if latency_weighted is None else latency_weighted
     block = resolve_filter_block(ssl.filter_block if filter_block is None else filter_block, channel_round)
@@ -79,7 +82,7 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
     weighting = None
     hooks: list[Callable[[int, int, float], bool]] = []
     if weighted and reg.active:
-        weighting = LatencyWeighting(model, reg, predict, every=ssl.weight_every, **kw)
+        weighting = LatencyWeighting(model, reg, weigh or predict, every=ssl.weight_every, **kw)
         weighting.refresh(0)
         hooks.append(weighting)
     if progress is not None:

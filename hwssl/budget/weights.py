@@ -14,7 +14,8 @@ credit ``(cost now - cost after) / groups zeroed`` to every group of the site:
 * depth: the whole block's cost.
 
 Savings are clamped at 0 and normalised to mean 1 over each group type's groups, so the
-strengths keep their meaning; a type whose groups save nothing gets weight 0 everywhere.
+strengths keep their meaning; a type whose groups save nothing gets weight 0 everywhere. The
+savings are priced with the oracle's smooth part (:attr:`hwssl.budget.cost.CostOracle.weigh`).
 """
 
 from __future__ import annotations

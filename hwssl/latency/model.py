@@ -229,6 +229,17 @@ class LatencyModel:
         """Predicted network latency (ms) of an architecture spec on this profile."""
         return self.explain(spec).total_ms
 
+    def predict_smooth(self, spec: dict[str, Any]) -> float:
+        """The prediction from the per-kind regressions alone (no lookup table, no neighbours):
+        what latency-weighted SSL compares widths with. Two widths of one kernel a few filters apart
+        differ by less than cheaply tuned schedules of them do (LeNet's conv1: 6.0 us at 20 filters,
+        10.5 us at 16), so differences of table times would rank groups by tuning luck; the
+        regressions keep the vector-lane staircase and average the luck out."""
+        kernels = spec_kernels(spec, self.identity.batch)
+        lanes = self.identity.lanes
+        ksum = sum(max(self.fits.line(fit_kind(k))(work(k, lanes)), 1e-6) for k in kernels)
+        return self.calibration(ksum, len(kernels))
+
     # -- storage -----------------------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class PredictedPoint:
     measured: float
     predicted: float
     source: str          # "search", "dense", "final", "final dense"
+    noisy: bool = False  # the measurement's own TVM series spread more than the profile's max_spread
 
     @property
     def error(self) -> float:
@@ -131,7 +132,8 @@ class _Points:
         if predicted is None:
             view.unpredicted += 1
         else:
-            view.points.append(PredictedPoint(label, trial, measured, predicted, source))
+            view.points.append(PredictedPoint(label, trial, measured, predicted, source,
+                                              "tvm" in (lat.get("noisy") or ())))
 
     def result(self) -> list[PredictionView]:
         views = sorted(self.views.values(), key=lambda v: v.profile)
