@@ -24,7 +24,7 @@ from hwssl.progress import Progress, phase_progress
 from hwssl.record import TrialRecord
 from hwssl.settings import MeasureSettings
 from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats
-from hwssl.train import PhaseResult, accuracy, train_phase
+from hwssl.train import PhaseResult, accuracy, recover_phase, train_phase
 
 
 COMPACTION_TOLERANCE = 1e-4  # per-trial guard; tests pin 1e-5 on random inputs
@@ -200,9 +200,9 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     wall["compact"] = time.perf_counter() - tc
     small = compacted.model
     recover_epochs = t.recover_epochs + unused_ssl_epochs(start, sparsify)
-    recover = train_phase(small, splits.train, phase="recover", epochs=recover_epochs, lr=t.recover_lr,
-                          batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
-                          seed=space.seed + 2, threads=t.threads, on_step=phase_progress(progress, "recover"))
+    recover = recover_phase(small, splits.train, phase="recover", epochs=recover_epochs, lr=t.recover_lr,
+                            batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                            seed=space.seed + 2, threads=t.threads, on_step=phase_progress(progress, "recover"))
     wall["recover"] = recover.wall_s
     flops, flops_layers = count_macs(small, spec["input"])
     dense_summary = architecture_summary(spec)["layers"]
@@ -227,7 +227,7 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
                     "ssl": (sparsify.step_ms + sparsify.ssl_ms) if sparsify else None,
                     "dense_phase": ckpt["train"]["step_ms"]},
         "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
-        "recover_epochs": recover_epochs,
+        "recover_epochs": recover_epochs, **({"recover_diverged": recover.record} if recover.record else {}),
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
     result.update(getattr(sparsify, "record", None) or {})  # hardware-aware SSL: budget, oracle, weights

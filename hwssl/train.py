@@ -10,10 +10,11 @@ loop.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,29 @@ def train_phase(model: nn.Module, data: Dataset, *, phase: str, epochs: float, l
     model.eval()
     return PhaseResult(phase, epochs, step, wall, loss_value, 1000 * plain_s / max(step, 1),
                        1000 * ssl_s / max(step, 1), losses)
+
+
+def recover_phase(model: nn.Module, data: Dataset, *, lr: float, retries: int = 2, **kwargs: Any) -> PhaseResult:
+    """:func:`train_phase` for fine-tuning a compacted net. A run whose loss diverges starts again
+    from the net's weights before it, at half the learning rate (at most ``retries`` times); the
+    result's ``record`` then says so (``diverged``: the learning rates that failed). A heavily
+    pruned net can start near chance (budget-targeted SSL may shrink every kept filter on the way
+    to a tight target), and such a start sometimes blows up at a rate the dense net trains at."""
+    start = copy.deepcopy(model.state_dict())
+    failed: list[float] = []
+    while True:
+        try:
+            result = train_phase(model, data, lr=lr, **kwargs)
+        except TrainingDiverged:
+            if len(failed) >= retries:
+                raise
+            failed.append(lr)
+            model.load_state_dict(start)
+            lr /= 2
+            continue
+        if failed:
+            result.record.update(diverged=failed, lr=lr)
+        return result
 
 
 @torch.no_grad()

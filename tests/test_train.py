@@ -8,7 +8,7 @@ import torch
 from hwssl.data import load_dataset
 from hwssl.models import build_model, model_spec
 from hwssl.sparsity import GroupLasso, sparsity_stats
-from hwssl.train import TrainingDiverged, accuracy, train_phase
+from hwssl.train import TrainingDiverged, accuracy, recover_phase, train_phase
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +68,18 @@ def test_divergence_is_detected(mnist):
     model = _lenet()
     with pytest.raises(TrainingDiverged, match="loss became"):
         train_phase(model, mnist.train, phase="dense", epochs=1, lr=1e6, batch_size=32)
+
+
+def test_a_diverging_recovery_restarts_from_its_weights_at_half_the_rate(mnist):
+    model = _lenet()
+    with pytest.raises(TrainingDiverged):
+        recover_phase(model, mnist.train, phase="recover", epochs=1, lr=1e3, batch_size=32, retries=0)
+    model = _lenet()
+    result = recover_phase(model, mnist.train, phase="recover", epochs=2, lr=1e3, batch_size=32, retries=30)
+    failed = result.record["diverged"]
+    assert failed[0] == 1e3 and all(b == a / 2 for a, b in zip(failed, failed[1:]))
+    assert result.record["lr"] == failed[-1] / 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert accuracy(model, mnist.val) > 0.6
+    fine = recover_phase(_lenet(), mnist.train, phase="recover", epochs=0.5, lr=0.02, batch_size=32)
+    assert fine.record == {}
