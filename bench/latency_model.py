@@ -5,6 +5,11 @@ measurement was added to the model (``predicted_ms``). This script prints, per p
 prediction beside its measurement, the median absolute % error and the share within ±10 %
 (issue 11's target: >= 90 % within ±10 %).
 
+Printed per profile: all predictions, then split into cheap-tuned search measurements, full
+re-timings, and measurements whose own TVM series was steady; with ``--study``, also the
+measurement's repeatability (the dense net re-timed beside every candidate of a study: the share
+within ±10 % of its median bounds what any predictor can reach).
+
 Two sources:
 
 * ``--study NAME --storage URL`` (repeatable ``--study``): the measured candidates of existing
@@ -99,6 +104,32 @@ def from_studies(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, fl
     return list(out.items())
 
 
+def repeatability(args: argparse.Namespace) -> str | None:
+    """The measurement's own floor: every trial of a search re-times the dense net beside its
+    candidate, from the same build; the share of those times within ±10 % of their study's median
+    bounds what any predictor can reach on single measurements."""
+    import optuna
+
+    deviations = []
+    for name in args.study:
+        times = []
+        for trial in optuna.load_study(study_name=name, storage=args.storage).trials:
+            dense = ((trial.user_attrs.get("result") or {}).get("latency_ms_dense") or {})
+            for lat in dense.values():
+                if isinstance(lat, dict) and lat.get("tvm"):
+                    times.append(float(lat["tvm"]))
+        if len(times) >= 3:
+            times = times[1:]  # the first trial's may predate the full dense build
+            med = statistics.median(times)
+            deviations += [abs(t / med - 1) for t in times]
+    if not deviations:
+        return None
+    within = sum(d <= 0.10 for d in deviations) / len(deviations)
+    return (f"repeatability: the dense net re-timed beside {len(deviations)} candidates (same build): "
+            f"median deviation from its study's median {100 * statistics.median(deviations):.1f} %, "
+            f"{100 * within:.0f} % within ±10 %")
+
+
 def summary(rows: list[tuple[str, float, float | None]]) -> str:
     errors = [abs(p - m) / m for _, m, p in rows if p is not None and m > 0]
     if not errors:
@@ -151,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         half = rows[len(rows) // 2:]
         if len(rows) >= 6:
             print(f"second half only: {summary(half)}")
+    floor = repeatability(args) if args.study else None
+    if floor:
+        print(floor)
 
 
 if __name__ == "__main__":
