@@ -30,8 +30,8 @@ def run_path(objective: Any, trial: optuna.Trial, mix: dict[str, float], attrs: 
     targets = space.search.path_targets()
     start = prepare(space, reporter.phase).for_profiles(opts.profiles, measure)
     cost = ssl_oracle(space, start.profiles, tune=start.tune)
-    path = ssl_path(start, targets, mix, predict=cost.predict, weigh=cost.weigh, channel_round=compaction_round(space, opts.profiles),
-                    progress=reporter.phase)
+    path = ssl_path(start, targets, mix, predict=cost.predict, weigh=cost.weigh,
+                    channel_round=compaction_round(space, opts.profiles), progress=reporter.phase)
     results = evaluate_path(start, path, profiles=opts.profiles, units=cost.units if cost.units == "ms" else "",
                             save_root=artifact, measure=measure, progress=reporter.phase)
     if not results:
