@@ -65,10 +65,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=3, help="tunings per budget (seeds 0..N-1; default 3)")
     p.add_argument("--profile", default=str(ROOT / "hardware_profiles" / "x86_cpu.toml"))
     p.add_argument("--work", help="where the databases go (default: a temporary directory, removed after)")
+    p.add_argument("--verbose", action="store_true", help="TVM and MetaSchedule logs on the console "
+                                                          "(default: hwssl-artifacts/tuning_luck/tvm.log)")
     args = p.parse_args(argv)
+    from hwssl import runlog
     from hwssl.config.profile import load_profile
 
-    profile = load_profile(args.profile)
+    runlog.capture(runlog.study_log_path("hwssl-artifacts", "tuning_luck"), verbose=args.verbose)
+    try:
+        run_all(args, load_profile(args.profile))
+    finally:
+        runlog.release()
+
+
+def run_all(args: argparse.Namespace, profile) -> None:
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     with tempfile.TemporaryDirectory(prefix="hwssl-luck-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
