@@ -32,11 +32,15 @@ import os
 import random
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from hwssl.report.latency import PredictedPoint
 
 
 def fixed_lenets(n: int, channel_round: int, seed: int) -> list[dict[str, Any]]:
@@ -63,13 +67,14 @@ def fixed_lenets(n: int, channel_round: int, seed: int) -> list[dict[str, Any]]:
     return specs[:n]
 
 
-def measure_fixed(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, float, float | None]]]]:
+def measure_fixed(args: argparse.Namespace) -> list[tuple[str, list[PredictedPoint]]]:
     import torch
 
     from hwssl.compact import arch_key
     from hwssl.config.profile import load_profile
     from hwssl.latency.record import measure_with_model
     from hwssl.models import build_model
+    from hwssl.report.latency import PredictedPoint
 
     profile = load_profile(args.profile)
     rows = []
@@ -83,60 +88,66 @@ def measure_fixed(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, f
             (" lowered" if layers[2].get("columns") else "")
         if lat.get("latency_model_error"):
             raise SystemExit(lat["latency_model_error"])
-        rows.append((label, float(lat["tvm"]), lat.get("predicted_ms")))
         print(f"measured {label}: {lat['tvm']:.4f} ms", flush=True)
+        if lat.get("predicted_ms") is not None:
+            rows.append(PredictedPoint(label, i, float(lat["tvm"]), float(lat["predicted_ms"]), "fixed",
+                                       "tvm" in (lat.get("noisy") or ())))
     return [(profile.name, rows)]
 
 
-def from_studies(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, float, float | None]]]]:
-    from hwssl.report import load_study
+def from_studies(args: argparse.Namespace) -> tuple[list[tuple[str, list[PredictedPoint]]], list[float]]:
+    """The studies' predicted measurements per profile, and the deviations of each study's dense
+    re-timings from their median (see :func:`dense_deviations`)."""
     from hwssl.report.latency import collect_latency
+    from hwssl.storage import load_study
 
-    out: dict[str, list[tuple[str, float, float | None]]] = {}
+    out: dict[str, list[PredictedPoint]] = {}
+    deviations: list[float] = []
     for name in args.study:
-        section = collect_latency(load_study(name, args.storage))
-        for view in section.predictions:
-            rows = out.setdefault(view.profile, [])
-            rows += [(f"{name} {p.label} ({p.source})" + (" noisy" if p.noisy else ""), p.measured, p.predicted)
-                     for p in view.points]
+        study = load_study(name, args.storage)
+        for view in collect_latency(study).predictions:
+            out.setdefault(view.profile, []).extend(replace(p, label=f"{name} {p.label}") for p in view.points)
             if view.unpredicted:
                 print(f"{view.profile}: {view.unpredicted} measurement(s) of {name} taken before the model had data")
-    return list(out.items())
+        deviations += dense_deviations(study)
+    return list(out.items()), deviations
 
 
-def repeatability(args: argparse.Namespace) -> str | None:
+def dense_deviations(study: Any) -> list[float]:
     """The measurement's own floor: every trial of a search re-times the dense net beside its
-    candidate, from the same build; the share of those times within ±10 % of their study's median
+    candidate, from the same build; how far those times stray from their median (per profile)
     bounds what any predictor can reach on single measurements."""
-    import optuna
+    from optuna.trial import TrialState
 
-    deviations = []
-    for name in args.study:
-        times = []
-        for trial in optuna.load_study(study_name=name, storage=args.storage).trials:
-            dense = ((trial.user_attrs.get("result") or {}).get("latency_ms_dense") or {})
-            for lat in dense.values():
-                if isinstance(lat, dict) and lat.get("tvm"):
-                    times.append(float(lat["tvm"]))
-        if len(times) >= 3:
-            times = times[1:]  # the first trial's may predate the full dense build
-            med = statistics.median(times)
-            deviations += [abs(t / med - 1) for t in times]
-    if not deviations:
-        return None
-    within = sum(d <= 0.10 for d in deviations) / len(deviations)
-    return (f"repeatability: the dense net re-timed beside {len(deviations)} candidates (same build): "
-            f"median deviation from its study's median {100 * statistics.median(deviations):.1f} %, "
-            f"{100 * within:.0f} % within ±10 %")
+    from hwssl.results import trial_records
+
+    times: dict[str, list[float]] = {}
+    for t in trial_records(study, states=(TrialState.COMPLETE,)):
+        for profile, timing in (t.record.dense.timings.items() if t.record is not None else ()):
+            if timing.cheap is not None and timing.cheap.tvm:
+                times.setdefault(profile, []).append(float(timing.cheap.tvm))
+    out = []
+    for series in times.values():
+        series = series[1:]  # the first trial's may predate the dense build's tuning
+        if len(series) >= 2:
+            med = statistics.median(series)
+            out += [abs(x / med - 1) for x in series]
+    return out
 
 
-def summary(rows: list[tuple[str, float, float | None]]) -> str:
-    errors = [abs(p - m) / m for _, m, p in rows if p is not None and m > 0]
+def summary(rows: list[PredictedPoint]) -> str:
+    errors = [abs(p.error) for p in rows if p.measured > 0]
     if not errors:
         return "no predicted measurement"
     within = sum(e <= 0.10 for e in errors) / len(errors)
     return (f"{len(errors)} predicted measurements: median absolute error {100 * statistics.median(errors):.1f} %, "
             f"{100 * within:.0f} % within ±10 % (target >= 90 %)")
+
+
+SUBSETS = (("cheap-tuned search measurements", lambda p: p.source == "search"),
+           ("full re-timings", lambda p: p.source == "final"),
+           ("full re-timings of the dense net", lambda p: p.source == "final dense"),
+           ("measurements whose own TVM series was steady (not flagged noisy)", lambda p: not p.noisy))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,37 +166,30 @@ def main(argv: list[str] | None = None) -> None:
         p.error("give --study NAME (with --storage) or --fixed N")
     if args.cache:
         os.environ["HWSSL_CACHE"] = args.cache
-    from hwssl.report import StudyNotFound
+    from hwssl.storage import StudyNotFound
 
     try:
-        groups = measure_fixed(args) if args.fixed else from_studies(args)
+        groups, deviations = (measure_fixed(args), []) if args.fixed else from_studies(args)
     except StudyNotFound as exc:
         raise SystemExit(f"error: {exc}") from None
     for profile, rows in groups:
         print(f"\n== {profile}")
         print(f"{'candidate':<44} {'measured':>10} {'predicted':>10} {'error':>8}")
-        for label, measured, predicted in rows:
-            if predicted is None:
-                print(f"{label:<44} {measured:10.4f} {'-':>10} {'-':>8}")
-            else:
-                error = 100 * (predicted - measured) / measured
-                print(f"{label:<44} {measured:10.4f} {predicted:10.4f} {error:+7.1f}%")
+        for p in rows:
+            label = f"{p.label} ({p.source})" + (" noisy" if p.noisy else "")
+            print(f"{label:<44} {p.measured:10.4f} {p.predicted:10.4f} {100 * p.error:+7.1f}%")
         print(summary(rows))
-        for kind, tag in (("cheap-tuned search measurements", "search)"), ("full re-timings", "final)"),
-                          ("full re-timings of the dense net", "final dense)")):
-            subset = [r for r in rows if r[0].removesuffix(" noisy").endswith(f"({tag}")]
-            if subset and len(subset) < len(rows):
+        for kind, keep in SUBSETS:
+            subset = [p for p in rows if keep(p)]
+            if 0 < len(subset) < len(rows):
                 print(f"  {kind}: {summary(subset)}")
-        steady = [r for r in rows if not r[0].endswith(" noisy")]
-        if 0 < len(steady) < len(rows):
-            print(f"  measurements whose own TVM series was steady (not flagged noisy): {summary(steady)}")
-        half = rows[len(rows) // 2:]
         if len(rows) >= 6:
-            print(f"second half only: {summary(half)}")
-    floor = repeatability(args) if args.study else None
-    if floor:
-        print(floor)
-
+            print(f"second half only: {summary(rows[len(rows) // 2:])}")
+    if deviations:
+        within = sum(d <= 0.10 for d in deviations) / len(deviations)
+        print(f"repeatability: the dense net re-timed beside {len(deviations)} candidates (same build): median "
+              f"deviation from its study's median {100 * statistics.median(deviations):.1f} %, "
+              f"{100 * within:.0f} % within ±10 %")
 
 if __name__ == "__main__":
     main()

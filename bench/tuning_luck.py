@@ -23,6 +23,10 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hwssl.config.profile import HardwareProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 NETS = {"lenet": (1, (28, 28)), "resnet20": (1, (28, 28))}
 
 
-def run_once(name: str, profile, budget: int, seed: int, work: Path) -> dict[str, float]:
+def run_once(name: str, profile: HardwareProfile, budget: int, seed: int, work: Path) -> dict[str, float]:
     """Tune ``name``'s dense net from scratch with ``seed`` at ``budget`` trials per kernel, then time it."""
     import torch
 
@@ -48,6 +52,7 @@ def run_once(name: str, profile, budget: int, seed: int, work: Path) -> dict[str
     db_dir = work / f"{name}-b{budget}-s{seed}"
     own = dataclasses.replace(profile, tuning=dataclasses.replace(profile.tuning, database=str(db_dir)))
     target = make_target(own)
+    # tuned here for the seed (a build tunes with seed 0); the build below then finds the database done
     stats = tune(prepare(import_model(model, example, own), target), target, own, trials_per_task=budget,
                  db_dir=db_dir, seed=seed)
     lat = measure_candidate(model, example, own, arch_key=f"{name}-dense", tune=True, trials_per_task=budget,
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         runlog.release()
 
 
-def run_all(args: argparse.Namespace, profile) -> None:
+def run_all(args: argparse.Namespace, profile: HardwareProfile) -> None:
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     with tempfile.TemporaryDirectory(prefix="hwssl-luck-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)

@@ -3,6 +3,10 @@ hypervolume reference and overlaid in the report (``hwssl report --compare``).""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import optuna
 import pytest
 
 from hwssl.cli import main
@@ -10,6 +14,7 @@ from hwssl.compare import REF_ACC_MARGIN, REF_COST, dominance_bands, front, summ
 from hwssl.config import load_search_space
 from hwssl.pareto import hypervolume
 from hwssl.report import build_report
+from hwssl.results import FINAL_DENSE
 from hwssl.search import SearchOptions, run_search
 
 from conftest import TINY_SPACE
@@ -82,29 +87,18 @@ def test_cli_report_compare_and_unknown_study(studies, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_common_dense_prices_retimed_studies_against_one_dense_time_and_leaves_the_others():
+def test_common_dense_prices_retimed_studies_against_one_dense_time_and_leaves_the_others(tmp_path):
     """bench/compare.py's pricing, on the saved pre-record study (tests/data/study_v1.db): the SSL
     study has a final re-timing of its dense net, the L1 study has none."""
-    import shutil
-    from pathlib import Path
-
-    import optuna
-
-    from hwssl.results import FINAL_DENSE
-
-    import tempfile
-
-    src = Path(__file__).parent / "data" / "study_v1.db"
-    with tempfile.TemporaryDirectory() as d:
-        db = Path(d) / "v1.db"
-        shutil.copy(src, db)
-        url = f"sqlite:///{db}"
-        names = {s.study_name for s in optuna.get_all_study_summaries(url)}
-        ssl = optuna.load_study(study_name=next(n for n in names if not n.endswith("l1")), storage=url)
-        l1 = optuna.load_study(study_name=next(n for n in names if n.endswith("l1")), storage=url)
-        final = ssl.user_attrs[FINAL_DENSE]["x86_cpu"]["tvm"]
-        own, _ = summarise([ssl, l1], "x86_cpu")
-        common, _ = summarise([ssl, l1], "x86_cpu", common_dense=True)
+    db = tmp_path / "v1.db"
+    shutil.copy(Path(__file__).parent / "data" / "study_v1.db", db)
+    url = f"sqlite:///{db}"
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    ssl = optuna.load_study(study_name=next(n for n in names if not n.endswith("l1")), storage=url)
+    l1 = optuna.load_study(study_name=next(n for n in names if n.endswith("l1")), storage=url)
+    final = ssl.user_attrs[FINAL_DENSE]["x86_cpu"]["tvm"]
+    own, _ = summarise([ssl, l1], "x86_cpu")
+    common, _ = summarise([ssl, l1], "x86_cpu", common_dense=True)
     assert all(p.cost_dense == final for p in common[0].points)
     assert {p.trial: p.cost for p in common[0].points} == {p.trial: p.cost for p in own[0].points}
     assert [(p.cost, p.cost_dense) for p in common[1].points] == [(p.cost, p.cost_dense) for p in own[1].points]

@@ -199,21 +199,25 @@ class LatencyModel:
             memo = self._memo[key] = self._price(k, key)
         return memo
 
+    def _regression_ms(self, k: KernelDesc) -> tuple[float, float, str]:
+        """(ms, work, line source) of a kernel by its kind's regression alone."""
+        line = self.fits.line(fit_kind(k))
+        x = work(k, self.identity.lanes)
+        return max(line(x), 1e-6), x, line.source
+
     def _price(self, k: KernelDesc, key: str) -> tuple[float, str]:
         hit = self.table.get(key)
         if hit is not None:
             return hit[1], "table"
-        line = self.fits.line(fit_kind(k))
-        x = work(k, self.identity.lanes)
-        ms = max(line(x), 1e-6)
+        ms, x, source = self._regression_ms(k)
         near = self.residuals.get(geometry(k))
         if not near or x <= 0:
-            return ms, f"fit:{line.source}"
+            return ms, f"fit:{source}"
         lx = math.log(x)
         closest = sorted(near, key=lambda p: abs(p[0] - lx))[:2]
         weights = [1.0 / (abs(p[0] - lx) + 0.1) for p in closest]
         corr = sum(w * p[1] for w, p in zip(weights, closest)) / sum(weights)
-        return ms * math.exp(corr), f"fit:{line.source}+neighbours"
+        return ms * math.exp(corr), f"fit:{source}+neighbours"
 
     def kernel_ms(self, k: KernelDesc) -> float:
         """One kernel's predicted time (lookup, else the kind's regression)."""
@@ -236,9 +240,7 @@ class LatencyModel:
         10.5 us at 16), so differences of table times would rank groups by tuning luck; the
         regressions keep the vector-lane staircase and average the luck out."""
         kernels = spec_kernels(spec, self.identity.batch)
-        lanes = self.identity.lanes
-        ksum = sum(max(self.fits.line(fit_kind(k))(work(k, lanes)), 1e-6) for k in kernels)
-        return self.calibration(ksum, len(kernels))
+        return self.calibration(sum(self._regression_ms(k)[0] for k in kernels), len(kernels))
 
     # -- storage -----------------------------------------------------------------------------------------------
 
