@@ -35,6 +35,7 @@ from hwssl.deploy._builder import warm_builder_for
 from hwssl.deploy.compile import fuse
 from hwssl.deploy.errors import DeployError
 from hwssl.deploy.kernels import worth_tuning
+from hwssl.deploy.replay_check import drop_unreplayable
 
 LEDGER = "hwssl_budgets.json"
 TARGET_MARKER = "hwssl_target.json"
@@ -65,6 +66,7 @@ def locked_database(db_dir: Path, target: tvm.target.Target | None = None,
     with file_lock(db_dir / ".lock"):
         if target is not None:
             _claim(db_dir, str(target), profile)
+        drop_unreplayable(db_dir)
         yield ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
 
 
