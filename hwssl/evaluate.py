@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -24,8 +24,9 @@ from hwssl.progress import Progress, phase_progress
 from hwssl.record import TrialRecord
 from hwssl.settings import MeasureSettings
 from hwssl.sparsity import GroupLasso, count_macs, count_params, sparsity_stats
-from hwssl.train import PhaseResult, accuracy, recover_phase, train_phase
+from hwssl.train import PhaseResult, Retried, accuracy, halving_on_divergence, recover_phase, train_phase
 
+T = TypeVar("T")
 
 COMPACTION_TOLERANCE = 1e-4  # per-trial guard; tests pin 1e-5 on random inputs
 
@@ -116,6 +117,19 @@ class DenseStart:
     def for_profiles(self, profiles: Sequence[Any], measure: MeasureSettings = MeasureSettings()) -> "DenseStart":
         """This start, aimed at ``profiles`` measured as ``measure`` says."""
         return dataclasses.replace(self, profiles=tuple(profiles), tune=measure.tune)
+
+    def at_ssl_lr(self, lr: float) -> "DenseStart":
+        """This start with the sparsification phase's learning rate (``train.ssl_lr``) set to ``lr``."""
+        space = dataclasses.replace(self.space, train=dataclasses.replace(self.space.train, ssl_lr=lr))
+        return dataclasses.replace(self, space=space)
+
+
+def sparsify_halving(run: Callable[[DenseStart], T], start: DenseStart, retries: int = 2) -> Retried[T]:
+    """``run(start)``, a method's sparsification phase (SSL's group Lasso, L1's masked fine-tune,
+    Torch-Pruning's sparse learning, a regularisation path); when its loss diverges, again from the
+    dense net at half ``train.ssl_lr`` (at most ``retries`` times), as :func:`recover_phase` does
+    for recovery. Every method sparsifies through this call, so none gets a retry the others lack."""
+    return halving_on_divergence(lambda lr: run(start.at_ssl_lr(lr)), start.space.train.ssl_lr, retries)
 
 
 def prepare(space: SearchSpace, progress: Progress | None = None) -> DenseStart:

@@ -166,7 +166,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     """One candidate of any registered method, end to end; the same result as
     :func:`hwssl.evaluate.evaluate_candidate` plus ``baseline`` (what a baseline did).
     ``start`` (from :func:`hwssl.evaluate.prepare`) is reused when given."""
-    from hwssl.evaluate import finish_candidate, prepare
+    from hwssl.evaluate import finish_candidate, prepare, sparsify_halving
 
     spec = get_method(method)
     params = dict(params or {})
@@ -177,7 +177,10 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     else:
         check_family(method, start.spec["family"])
     start = (prepare(space, progress) if start is None else fresh_start(start)).for_profiles(profiles, measure)
-    sparse, phase, info = spec.sparsify(start, params, progress)
+    retried = sparsify_halving(lambda s: spec.sparsify(s, params, progress), start)
+    sparse, phase, info = retried.result
+    if retried.failed and phase is not None:
+        phase.record["sparsify_diverged"] = retried.record()
     if method == "ssl":
         params = split_target(params)[1] or dict(space.strengths)
     result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,

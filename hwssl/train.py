@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +121,37 @@ def train_phase(model: nn.Module, data: Dataset, *, phase: str, epochs: float, l
                        1000 * ssl_s / max(step, 1), losses)
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class Retried(Generic[T]):
+    """What :func:`halving_on_divergence` returns: the run's result, the learning rates that
+    diverged (empty when the first run finished) and the rate that finished."""
+
+    result: T
+    failed: list[float]
+    lr: float
+
+    def record(self) -> dict[str, Any]:
+        return {"diverged": self.failed, "lr": self.lr} if self.failed else {}
+
+
+def halving_on_divergence(run: Callable[[float], T], lr: float, retries: int = 2) -> Retried[T]:
+    """``run(lr)``; when it raises :class:`TrainingDiverged`, again at half the rate, at most
+    ``retries`` times (then the divergence propagates). ``run`` must start from the same state
+    on every call (it is the caller's job to restore weights)."""
+    failed: list[float] = []
+    while True:
+        try:
+            return Retried(run(lr), failed, lr)
+        except TrainingDiverged:
+            if len(failed) >= retries:
+                raise
+            failed.append(lr)
+            lr /= 2
+
+
 def recover_phase(model: nn.Module, data: Dataset, *, lr: float, retries: int = 2, **kwargs: Any) -> PhaseResult:
     """:func:`train_phase` for fine-tuning a compacted net. A run whose loss diverges starts again
     from the net's weights before it, at half the learning rate (at most ``retries`` times); the
@@ -128,20 +159,14 @@ def recover_phase(model: nn.Module, data: Dataset, *, lr: float, retries: int = 
     pruned net can start near chance (budget-targeted SSL may shrink every kept filter on the way
     to a tight target), and such a start sometimes blows up at a rate the dense net trains at."""
     start = copy.deepcopy(model.state_dict())
-    failed: list[float] = []
-    while True:
-        try:
-            result = train_phase(model, data, lr=lr, **kwargs)
-        except TrainingDiverged:
-            if len(failed) >= retries:
-                raise
-            failed.append(lr)
-            model.load_state_dict(start)
-            lr /= 2
-            continue
-        if failed:
-            result.record.update(diverged=failed, lr=lr)
-        return result
+
+    def run(rate: float) -> PhaseResult:
+        model.load_state_dict(start)
+        return train_phase(model, data, lr=rate, **kwargs)
+
+    retried = halving_on_divergence(run, lr, retries)
+    retried.result.record.update(retried.record())
+    return retried.result
 
 
 @torch.no_grad()

@@ -2,12 +2,17 @@
 
 import json
 
+import pytest
+import torch
+
 from hwssl.compact import arch_key
 from hwssl.config import load_search_space
-from hwssl.evaluate import evaluate_candidate
+from hwssl.evaluate import evaluate_candidate, prepare, sparsify_halving
+from hwssl.methods import get_method
 from hwssl.models import build_model
 from hwssl.record import SCHEMA_VERSION, TrialRecord
 from hwssl.sparsity import count_macs, count_params
+from hwssl.train import TrainingDiverged
 
 
 def test_evaluate_returns_every_field_and_reuses_the_dense_checkpoint(tiny_space_file):
@@ -33,3 +38,20 @@ def test_evaluate_returns_every_field_and_reuses_the_dense_checkpoint(tiny_space
     assert second["dense_cached"] is True and second["wall_s"]["dense"] == 0
     assert second["accuracy_dense"] == first["accuracy_dense"]
     assert second["flops"] == second["flops_dense"]
+
+
+@pytest.mark.parametrize("method,params", [("ssl", {"filter.conv2": 0.5}), ("l1", {"ratio": 0.5}),
+                                           ("torch-pruning", {"ratio": 0.5})])
+def test_a_diverging_sparsification_restarts_from_the_dense_net_at_half_the_rate(tiny_space_file, method, params):
+    start = prepare(load_search_space(tiny_space_file))
+    sparsify = get_method(method).sparsify
+    with pytest.raises(TrainingDiverged):
+        sparsify_halving(lambda s: sparsify(s, params, None), start.at_ssl_lr(1e4), retries=0)
+    retried = sparsify_halving(lambda s: sparsify(s, params, None), start.at_ssl_lr(1e4), retries=40)
+    assert retried.failed[0] == 1e4 and all(b == a / 2 for a, b in zip(retried.failed, retried.failed[1:]))
+    assert retried.lr == retried.failed[-1] / 2 and retried.record() == {"diverged": retried.failed, "lr": retried.lr}
+    sparse = retried.result[0]
+    assert all(torch.isfinite(p).all() for p in sparse.parameters())
+    assert start.space.train.ssl_lr == 0.02   # the start itself is untouched
+    fine = sparsify_halving(lambda s: sparsify(s, params, None), start)
+    assert fine.failed == [] and fine.record() == {} and fine.lr == 0.02
