@@ -179,8 +179,7 @@ def evaluate_method(space: SearchSpace, method: str, params: Mapping[str, Any] |
     start = (prepare(space, progress) if start is None else fresh_start(start)).for_profiles(profiles, measure)
     retried = sparsify_halving(lambda s: spec.sparsify(s, params, progress), start)
     sparse, phase, info = retried.result
-    if retried.failed and phase is not None:
-        phase.record["sparsify_diverged"] = retried.record()
+    retried.note(phase, "sparsify_diverged")
     if method == "ssl":
         params = split_target(params)[1] or dict(space.strengths)
     result = finish_candidate(start, sparse, method=method, params=params, sparsify=phase, profiles=profiles,

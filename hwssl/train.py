@@ -136,6 +136,11 @@ class Retried(Generic[T]):
     def record(self) -> dict[str, Any]:
         return {"diverged": self.failed, "lr": self.lr} if self.failed else {}
 
+    def note(self, phase: PhaseResult | None, key: str) -> None:
+        """Put :meth:`record` into ``phase.record[key]`` when a run diverged."""
+        if self.failed and phase is not None:
+            phase.record[key] = self.record()
+
 
 def halving_on_divergence(run: Callable[[float], T], lr: float, retries: int = 2) -> Retried[T]:
     """``run(lr)``; when it raises :class:`TrainingDiverged`, again at half the rate, at most

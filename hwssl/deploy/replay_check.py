@@ -62,10 +62,11 @@ def drop_unreplayable(db_dir: Path) -> int:
     records = db_dir / RECORDS
     if not records.is_file() or not (db_dir / WORKLOADS).is_file():
         return 0
+    size = records.stat().st_size
+    start = _checked_bytes(db_dir, size)
+    if start >= size:
+        return 0                                  # nothing new: every open of the database passes here
     data = records.read_bytes()
-    start = _checked_bytes(db_dir, len(data))
-    if start >= len(data):
-        return 0
     workloads = (db_dir / WORKLOADS).read_bytes().splitlines()
     parsed: dict[int, Any] = {}
     kept: list[bytes] = []

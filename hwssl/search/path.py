@@ -34,8 +34,7 @@ def run_path(objective: Any, trial: optuna.Trial, mix: dict[str, float], attrs: 
                                                   channel_round=compaction_round(space, opts.profiles),
                                                   progress=reporter.phase), start)
     path = retried.result
-    if retried.failed:
-        path.phase.record["sparsify_diverged"] = retried.record()
+    retried.note(path.phase, "sparsify_diverged")
     results = evaluate_path(start, path, profiles=opts.profiles, units=cost.units if cost.units == "ms" else "",
                             save_root=artifact, measure=measure, progress=reporter.phase)
     if not results:
