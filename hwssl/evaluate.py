@@ -165,7 +165,8 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
             run.phase.record.update(cost.record(run.phase.record))
         return run.model, run.phase
     model = start.dense_model()
-    reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size)
+    reg = GroupLasso(model, strengths, scale_by_group_size=space.ssl.scale_by_group_size,
+                     filter_bn=space.ssl.filter_bn)
     phase = train_phase(model, start.splits.train, phase="ssl", epochs=t.ssl_epochs, lr=t.ssl_lr,
                         batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                         seed=space.seed + 1, regularizer=reg, mode=space.ssl.mode,

@@ -371,3 +371,75 @@ def test_filter_blocks_group_consecutive_filters_and_channels() -> None:
     assert zero.all(dim=1).sum() == 1 and (zero.any(dim=1) == zero.all(dim=1)).all()
     with pytest.raises(ValueError, match="filter_block"):
         GroupLasso(model, {"filter": 0.1}, filter_block=0)
+
+
+# --------------------------------------------------------------------------- BatchNorm in filter groups
+def _conv1_and_bn(model: nn.Module) -> tuple[torch.Tensor, nn.BatchNorm2d]:
+    block = model.stages[0][0]
+    return block.conv1.weight, block.bn1
+
+
+def test_filter_bn_puts_the_channels_batchnorm_scale_and_shift_into_its_filter_group() -> None:
+    model = tiny_resnet(1)
+    w, bn = _conv1_and_bn(model)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    strengths = {"filter.layer1.0.conv1": 0.1}
+    rows = w.detach().pow(2).sum(dim=(1, 2, 3))
+    with_bn = (rows + bn.weight.detach() ** 2 + bn.bias.detach() ** 2).sqrt()
+    paper = float(GroupLasso(model, strengths).penalty().detach())
+    assert paper == pytest.approx(0.1 * float(rows.sqrt().sum()), rel=1e-6)
+    reg = GroupLasso(model, strengths, filter_bn=True)
+    assert float(reg.penalty().detach()) == pytest.approx(0.1 * float(with_bn.sum()), rel=1e-6)
+
+    before = [t.detach().clone() for t in (w, bn.weight, bn.bias)]
+    lr = float(with_bn.min()) / 0.1 * 1.001              # zeroes the weakest group, shrinks the others
+    reg.proximal_step(lr)
+    weakest = int(with_bn.argmin())
+    factor = (1 - lr * 0.1 / with_bn).clamp_min(0)
+    assert bool((w[weakest] == 0).all()) and float(bn.weight[weakest].detach()) == 0 == float(bn.bias[weakest].detach())
+    torch.testing.assert_close(w.detach(), before[0] * factor.view(-1, 1, 1, 1))
+    torch.testing.assert_close(bn.weight.detach(), before[1] * factor)
+    torch.testing.assert_close(bn.bias.detach(), before[2] * factor)
+
+
+def test_filter_bn_gives_the_loss_a_say_against_the_penalty() -> None:
+    """Why the option exists: BatchNorm makes the loss blind to a filter's scale, so its gradient
+    has no component along the filter (nothing resists the shrinking); with the BatchNorm scale
+    and shift in the group it has one."""
+    model = tiny_resnet(2)
+    model.train()
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    F.cross_entropy(model(x), y).backward()
+    w, bn = _conv1_and_bn(model)
+    along_filter = (w.grad * w.detach()).sum(dim=(1, 2, 3))
+    along_bn = bn.weight.grad * bn.weight.detach() + bn.bias.grad * bn.bias.detach()
+    scale = float((w.grad.pow(2).sum(dim=(1, 2, 3)).sqrt() * w.detach().pow(2).sum(dim=(1, 2, 3)).sqrt()).max())
+    assert float(along_filter.abs().max()) < 1e-4 * scale
+    assert float(along_bn.abs().max()) > 1e-2 * scale
+
+
+def test_filter_bn_ssl_zeroes_whole_channels_and_compacts_exactly() -> None:
+    model = tiny_resnet(3)
+    reg = GroupLasso(model, {"filter": 1.0}, filter_bn=True)
+    with torch.no_grad():
+        for t in reg.conv_terms:                          # uneven group norms: the smallest die
+            scale = torch.linspace(0.01, 1.0, t.weight.shape[0])
+            t.weight.mul_(scale.view(-1, 1, 1, 1))
+            for p in t.channel_params:
+                p.mul_(scale)
+                p.add_(0.1 * scale)                       # a non-zero shift too
+    reg.proximal_step(0.05)
+    _, bn = _conv1_and_bn(model)
+    w = model.stages[0][0].conv1.weight
+    dead = w.detach().pow(2).sum(dim=(1, 2, 3)) == 0
+    assert 0 < int(dead.sum()) < len(dead)
+    assert bool((bn.weight[dead] == 0).all()) and bool((bn.bias[dead] == 0).all())
+    model.eval()
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 16, 16)
+    result = compact_model(model, check_inputs=x)
+    assert result.max_abs_diff <= 1e-5
+    assert result.model.spec != model.spec

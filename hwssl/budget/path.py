@@ -75,7 +75,8 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
     weighted = ssl.latency_weighted if latency_weighted is None else latency_weighted
     block = resolve_filter_block(ssl.filter_block if filter_block is None else filter_block, channel_round)
     model = start.dense_model()
-    reg = GroupLasso(model, strengths, scale_by_group_size=ssl.scale_by_group_size, filter_block=block)
+    reg = GroupLasso(model, strengths, scale_by_group_size=ssl.scale_by_group_size, filter_block=block,
+                     filter_bn=ssl.filter_bn)
     if targets and not reg.active:
         raise ValueError(f"budget-targeted SSL scales a mix of strengths; every strength of {dict(strengths)} is 0")
     kw = dict(channel_round=channel_round, min_shape_sparsity=space.compact.min_shape_sparsity)

@@ -55,6 +55,8 @@ the search-space file first, then in the current folder.
     weight_every = 100               # steps between latency-weight refreshes (each prices every site once)
     recover_unused = false           # a budget-targeted SSL phase that met its target early gives its unused
                                      #   whole epochs to recovery (the baselines' total epochs)
+    filter_bn = false                # a filter group of a conv followed by BatchNorm also holds that
+                                     #   channel's BatchNorm scale and shift (else BatchNorm hides the shrinking)
 
     [compact]
     min_shape_sparsity = 0.25
@@ -157,6 +159,7 @@ class SSLConfig:
     check_every: int = 5
     weight_every: int = 100
     recover_unused: bool = False
+    filter_bn: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,8 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
                     s.number("zero_threshold", 1e-4, minimum=0), s.boolean("latency_weighted", False),
                     s.number("target", 0.0, minimum=0, maximum=1), filter_block(s),
                     s.string("oracle", "macs", choices=oracles()), s.integer("check_every", 5, minimum=1),
-                    s.integer("weight_every", 100, minimum=1), s.boolean("recover_unused", False))
+                    s.integer("weight_every", 100, minimum=1), s.boolean("recover_unused", False),
+                    s.boolean("filter_bn", False))
     if ssl.target >= 1:
         raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()

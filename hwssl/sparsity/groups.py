@@ -16,6 +16,14 @@ gather from the untouched residual stream. Shape groups apply to every 3x3+
 conv. The depth group of a block holds both conv weights and both BatchNorm
 affine parameters of the branch, so a zeroed branch outputs exactly zero.
 
+BatchNorm: a conv followed by BatchNorm computes the same function at any scale of a filter, so
+the loss gradient of a filter row is orthogonal to it and cannot resist the penalty: every
+filter shrinks at the same rate, however much the net needs it, until it is too small for
+BatchNorm's epsilon and drops out at once. ``ConvSite.bn`` names that BatchNorm;
+``GroupLasso(filter_bn=True)`` (``ssl.filter_bn``) puts its scale and shift of the channel into
+the filter group, so shrinking the group shrinks what the channel contributes and the loss
+pushes back on the filters the net needs (the network-slimming view of a channel).
+
 MobileNetV2 (see :func:`_mobilenet_sites`): the hidden (expanded) channel ``h`` of a block
 is one *coupled* filter group spanning expand row ``h``, depthwise filter ``h`` and projection
 input column ``h`` (:class:`CoupledSite`); a zeroed group leaves nothing the projection reads,
@@ -48,6 +56,7 @@ class ConvSite:
     stage: str
     conv: nn.Conv2d
     types: tuple[str, ...]
+    bn: nn.BatchNorm2d | None = None   # the BatchNorm that normalises this conv's output channels
 
 
 @dataclass
@@ -111,7 +120,7 @@ def ssl_sites(model: nn.Module) -> SSLSites:
                 continue
             unit = getattr(model.body, layer["name"])
             types = ("filter", "shape") if first else ("filter", "channel", "shape")
-            convs.append(ConvSite(layer["name"], "", unit.conv, types))
+            convs.append(ConvSite(layer["name"], "", unit.conv, types, unit.bn))
             first = False
         return SSLSites(convs, [])
     if spec["family"] == "resnet":
@@ -125,7 +134,8 @@ def ssl_sites(model: nn.Module) -> SSLSites:
                 prefix = f"layer{s + 1}.{b}"
                 if not hasattr(block, "conv1"):
                     continue  # already removed
-                convs.append(ConvSite(f"{prefix}.conv1", stage, block.conv1, ("filter", "channel", "shape")))
+                convs.append(ConvSite(f"{prefix}.conv1", stage, block.conv1, ("filter", "channel", "shape"),
+                                      block.bn1))
                 convs.append(ConvSite(f"{prefix}.conv2", stage, block.conv2, ("channel", "shape")))
                 params = [block.conv1.weight, block.conv2.weight, block.bn1.weight, block.bn1.bias,
                           block.bn2.weight, block.bn2.bias]
@@ -155,7 +165,7 @@ def _mobilenet_sites(model: nn.Module) -> SSLSites:
             units = [u for u in (block.expand, block.dw, block.project) if u is not None]
             params = [u.conv.weight for u in units] + [p for u in units for p in (u.bn.weight, u.bn.bias)]
             blocks.append(DepthSite(name, stage, params))
-    convs.append(ConvSite("head", "head", model.head.conv, ("filter",)))
+    convs.append(ConvSite("head", "head", model.head.conv, ("filter",), model.head.bn))
     return SSLSites(convs, blocks, coupled)
 
 

@@ -17,7 +17,9 @@ Hardware-aware options (off by default, leaving the paper's semantics): a global
 (:meth:`GroupLasso.set_weights`, what latency weighting sets), and filter blocks
 (``filter_block`` > 1: a filter group is ``filter_block`` consecutive filters and a channel
 group ``filter_block`` consecutive input channels, the last block possibly shorter, so
-kept widths come in multiples of the block).
+kept widths come in multiples of the block), and ``filter_bn`` (a filter group of a conv followed
+by BatchNorm also holds that channel's BatchNorm scale and shift; see :mod:`hwssl.sparsity.groups`
+for why).
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def block_sumsq(sumsq: torch.Tensor, block: int) -> torch.Tensor:
 Weight = Union[float, torch.Tensor]
 
 
+def _bn_affine(bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, ...]:
+    """The per-channel scale and shift of a BatchNorm (none without one, or without affine)."""
+    if bn is None or bn.weight is None:
+        return ()
+    return (bn.weight, bn.bias)
+
+
 @dataclass
 class ConvTerm:
     """One (conv site, group type) of the penalty: ``lam`` already includes the group-size scale."""
@@ -74,9 +83,16 @@ class ConvTerm:
     group_type: str
     lam: float
     block: int = 1
+    channel_params: tuple[torch.Tensor, ...] = ()   # filter groups: per-channel vectors in the group (BN affine)
 
     def sumsq(self) -> torch.Tensor:
-        return block_sumsq(conv_group_sumsq(self.weight, self.group_type), self.block)
+        sq = conv_group_sumsq(self.weight, self.group_type)
+        for p in self.channel_params:
+            sq = sq + p.pow(2)
+        return block_sumsq(sq, self.block)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.weight, *self.channel_params]
 
 
 @dataclass
@@ -100,13 +116,15 @@ class GroupLasso:
     """SSL's regulariser bound to one model and one strength mapping."""
 
     def __init__(self, model: nn.Module, strengths: Mapping[str, float], *,
-                 scale_by_group_size: bool = False, sites: SSLSites | None = None, filter_block: int = 1) -> None:
+                 scale_by_group_size: bool = False, sites: SSLSites | None = None, filter_block: int = 1,
+                 filter_bn: bool = False) -> None:
         if filter_block < 1:
             raise ValueError(f"filter_block must be >= 1, got {filter_block}")
         self.sites = sites if sites is not None else ssl_sites(model)
         self.lambdas = resolve_strengths(self.sites, strengths)
         self.scale_by_group_size = scale_by_group_size
         self.filter_block = filter_block
+        self.filter_bn = filter_bn
         self.strength = 1.0                       # global multiplier (budget-targeted SSL adapts it)
         self.weights: dict[tuple[str, str], Weight] = {}   # (type, site) -> per-group weights
         self.conv_terms: list[ConvTerm] = []
@@ -115,9 +133,11 @@ class GroupLasso:
                 lam = self.lambdas[group_type].get(site.name, 0.0)
                 if lam > 0:
                     block = filter_block if group_type in ("filter", "channel") else 1
-                    size = conv_group_size(site.conv.weight, group_type) * block
+                    extra = _bn_affine(site.bn) if filter_bn and group_type == "filter" else ()
+                    size = (conv_group_size(site.conv.weight, group_type) + len(extra)) * block
                     scale = size ** 0.5 if scale_by_group_size else 1.0
-                    self.conv_terms.append(ConvTerm(site.name, site.conv.weight, group_type, lam * scale, block))
+                    self.conv_terms.append(ConvTerm(site.name, site.conv.weight, group_type, lam * scale, block,
+                                                    extra))
         self.coupled_terms: list[CoupledTerm] = []   # MobileNetV2's hidden channels (no filter blocks)
         for site in self.sites.coupled:
             lam = self.lambdas[site.group_type].get(site.name, 0.0)
@@ -167,6 +187,8 @@ class GroupLasso:
                 factor = factor.repeat_interleave(t.block)[:n]
             if t.group_type == "filter":
                 weight.mul_(factor.view(-1, 1, 1, 1))
+                for p in t.channel_params:
+                    p.mul_(factor)
             elif t.group_type == "channel":
                 weight.mul_(factor.view(1, -1, 1, 1))
             else:
@@ -187,7 +209,7 @@ class GroupLasso:
         if threshold <= 0:
             return
         seen: set[int] = set()
-        tensors = [t.weight for t in self.conv_terms] + [p for t in self.depth_terms for p in t.params]
+        tensors = [x for t in self.conv_terms for x in t.tensors()] + [p for t in self.depth_terms for p in t.params]
         tensors += [t for c in self.coupled_terms for t, _ in c.members]
         for t in tensors:
             if id(t) in seen:
