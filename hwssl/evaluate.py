@@ -108,6 +108,7 @@ class DenseStart:
     t0: float = field(default_factory=time.perf_counter)
     profiles: tuple[Any, ...] = ()     # the candidate's target profiles (hardware-aware SSL prices on the first)
     tune: bool = True                  # whether it is measured tuned (which latency model prices it)
+    trials_per_task: int | None = None # its MetaSchedule budget per new workload (None: the profile's)
 
     def dense_model(self) -> nn.Module:
         model = build_model(self.spec)
@@ -116,7 +117,8 @@ class DenseStart:
 
     def for_profiles(self, profiles: Sequence[Any], measure: MeasureSettings = MeasureSettings()) -> "DenseStart":
         """This start, aimed at ``profiles`` measured as ``measure`` says."""
-        return dataclasses.replace(self, profiles=tuple(profiles), tune=measure.tune)
+        return dataclasses.replace(self, profiles=tuple(profiles), tune=measure.tune,
+                                   trials_per_task=measure.trials_per_task)
 
     def at_ssl_lr(self, lr: float) -> "DenseStart":
         """This start with the sparsification phase's learning rate (``train.ssl_lr``) set to ``lr``."""
@@ -155,10 +157,10 @@ def ssl_sparsify(start: DenseStart, strengths: dict[str, float], progress: Progr
     space, t = start.space, start.space.train
     target = space.ssl.target if target is None else target
     if hw_options_on(space.ssl) or target > 0:
-        from hwssl.budget.cost import MAC_ORACLE, ssl_oracle
+        from hwssl.budget.cost import MAC_ORACLE, start_oracle
 
         prices = space.ssl.latency_weighted or target > 0   # filter blocks alone price nothing
-        cost = ssl_oracle(space, start.profiles, tune=start.tune) if prices else MAC_ORACLE
+        cost = start_oracle(start) if prices else MAC_ORACLE
         run = hw_ssl(start, strengths, targets=[target] if target > 0 else [], predict=cost.predict,
                      weigh=cost.weigh, channel_round=compaction_round(space, start.profiles), progress=progress)
         if prices:

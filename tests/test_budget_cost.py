@@ -1,6 +1,7 @@
 """ssl.oracle = "latency": budget-targeted SSL priced by a profile's latency model, fitted on real
-(untuned) TVM measurements of two LeNets; the MAC fallback while the model has no data; the
-one-line refusal without a profile."""
+(untuned) TVM measurements of two LeNets; the dense net's measurement that seeds a model with no
+data before an SSL run prices; the MAC fallback of ssl_oracle; the one-line refusal without a
+profile."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from deploy_support import fast_cpu_profile
 from hwssl.budget import spec_macs
-from hwssl.budget.cost import OracleError, check_oracle, ssl_oracle
+from hwssl.budget.cost import OracleError, check_oracle, ssl_oracle, start_oracle
 from hwssl.compact import arch_key, compacted_spec
 from hwssl.config import load_search_space
 from hwssl.config.profile import load_profile
@@ -82,6 +83,19 @@ def test_latency_oracle_without_data_prices_with_macs_and_says_so(tiny_space_fil
     # one measurement later, the same space prices in ms
     observe(profile, start.spec, {"tvm": 0.2, "tuned": False}, arch_key=arch_key(start.spec))
     assert ssl_oracle(space, start.profiles, tune=False).units == "ms"
+
+
+def test_a_cold_latency_model_is_seeded_with_the_dense_net_before_an_ssl_run_prices(tiny_space_file, profile):
+    space = load_search_space(tiny_space_file, LATENCY)
+    start = prepare(space).for_profiles([profile], UNTUNED)
+    cost = start_oracle(start)
+    model = load_model(profile, tuned=False)
+    assert cost.name == "latency" and cost.units == "ms" and "the dense net was measured first" in cost.note
+    assert model.fitted and model.points == 1
+    assert cost.predict(start.spec) == pytest.approx(model.predict(start.spec))
+    assert cost.predict(compacted_spec(_halved(start.dense_model()))) < cost.predict(start.spec)
+    again = start_oracle(start)              # a model with data: nothing measured again, no note
+    assert again.note == "" and load_model(profile, tuned=False).points == 1
 
 
 def test_latency_oracle_without_a_profile_is_a_one_line_error(tiny_space_file):

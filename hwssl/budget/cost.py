@@ -10,6 +10,14 @@ budget could never be steered with it. Then the run prices with MACs instead and
 warning line on stderr; the record's ``oracle`` reads ``"macs"`` and ``oracle_note`` says why.
 Budget targets are fractions of the dense net's cost under the same oracle, so either is usable;
 after the first measured trial the model has data and later trials price in ms.
+
+Cold start: :func:`start_oracle`, what an SSL run from a :class:`hwssl.evaluate.DenseStart`
+uses, does not wait for that. When the model has no data it first measures the dense net on the
+first profile, as every candidate's dense reference is measured (same tuning; the build is then
+cached for that reference), so the model knows each of its kernels and the first run prices in ms
+too. It matters where one SSL run is all there is (a regularisation path gives a study's first
+several candidates, or ``hwssl evaluate`` runs one): MACs miss what the target does with a width
+(vector lanes), a lowered conv or a removed block's dispatch, and a MAC-priced run never learns it.
 """
 
 from __future__ import annotations
@@ -88,3 +96,26 @@ def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_
     if warn:
         print(f"warning: {note}", file=sys.stderr)
     return CostOracle("macs", spec_macs, "MACs", profile.name, note)
+
+
+def start_oracle(start: Any, *, warn: bool = True) -> CostOracle:
+    """:func:`ssl_oracle` for an SSL run from ``start`` (a :class:`hwssl.evaluate.DenseStart` aimed at
+    its profiles); a latency model with no data is first given the dense net's measurement (see the
+    module docstring), and the oracle's ``note`` says so."""
+    space, profiles = start.space, start.profiles
+    if space.ssl.oracle != "latency" or not profiles or ssl_oracle(space, profiles, tune=start.tune,
+                                                                    warn=False).units == "ms":
+        return ssl_oracle(space, profiles, tune=start.tune, warn=warn)
+    from hwssl.compact import arch_key
+    from hwssl.data import first_images
+    from hwssl.latency.record import measure_with_model
+
+    profile = profiles[0]
+    example = profile.example_input(first_images(start.splits.val, profile.batch))
+    measure_with_model(start.dense_model().eval(), example, profile, spec=start.spec, arch_key=arch_key(start.spec),
+                       tune=start.tune, trials_per_task=start.trials_per_task, per_layer=True)
+    cost = ssl_oracle(space, profiles, tune=start.tune, warn=warn)
+    if cost.units != "ms":
+        return cost
+    note = f"the latency model of profile {profile.name!r} had no data; the dense net was measured first to seed it"
+    return CostOracle(cost.name, cost.predict, cost.units, cost.profile, note, cost.smooth)

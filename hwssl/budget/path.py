@@ -67,9 +67,9 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
     weight the penalty (:attr:`hwssl.budget.cost.CostOracle.weigh`)."""
     space, t, ssl = start.space, start.space.train, start.space.ssl
     if predict is None:
-        from hwssl.budget.cost import ssl_oracle
+        from hwssl.budget.cost import start_oracle
 
-        oracle = ssl_oracle(space, getattr(start, "profiles", ()), tune=getattr(start, "tune", True))
+        oracle = start_oracle(start)
         predict, weigh = oracle.predict, weigh or oracle.weigh
     channel_round = channel_round if channel_round is not None else space.compact.channel_round
     weighted = ssl.latency_weighted if latency_weighted is None else latency_weighted

@@ -23,13 +23,13 @@ def run_path(objective: Any, trial: optuna.Trial, mix: dict[str, float], attrs: 
              measure: Any) -> dict[str, Any]:
     """Run the path of one trial; add the snapshots after the first as trials; return the first's result."""
     from hwssl.budget import evaluate_path, ssl_path
-    from hwssl.budget.cost import ssl_oracle
+    from hwssl.budget.cost import start_oracle
     from hwssl.evaluate import compaction_round, prepare, sparsify_halving
 
     opts, space, reporter = objective.opts, objective.opts.space, objective.reporter
     targets = space.search.path_targets()
     start = prepare(space, reporter.phase).for_profiles(opts.profiles, measure)
-    cost = ssl_oracle(space, start.profiles, tune=start.tune)
+    cost = start_oracle(start)
     retried = sparsify_halving(lambda s: ssl_path(s, targets, mix, predict=cost.predict, weigh=cost.weigh,
                                                   channel_round=compaction_round(space, opts.profiles),
                                                   progress=reporter.phase), start)
