@@ -103,9 +103,11 @@ def start_oracle(start: Any, *, warn: bool = True) -> CostOracle:
     its profiles); a latency model with no data is first given the dense net's measurement (see the
     module docstring), and the oracle's ``note`` says so."""
     space, profiles = start.space, start.profiles
-    if space.ssl.oracle != "latency" or not profiles or ssl_oracle(space, profiles, tune=start.tune,
-                                                                    warn=False).units == "ms":
+    if space.ssl.oracle != "latency" or not profiles:
         return ssl_oracle(space, profiles, tune=start.tune, warn=warn)
+    cost = ssl_oracle(space, profiles, tune=start.tune, warn=False)   # loads the model once when it has data
+    if cost.units == "ms":
+        return cost
     from hwssl.compact import arch_key
     from hwssl.data import first_images
     from hwssl.latency.record import measure_with_model

@@ -124,7 +124,6 @@ class GroupLasso:
         self.lambdas = resolve_strengths(self.sites, strengths)
         self.scale_by_group_size = scale_by_group_size
         self.filter_block = filter_block
-        self.filter_bn = filter_bn
         self.strength = 1.0                       # global multiplier (budget-targeted SSL adapts it)
         self.weights: dict[tuple[str, str], Weight] = {}   # (type, site) -> per-group weights
         self.conv_terms: list[ConvTerm] = []
