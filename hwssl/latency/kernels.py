@@ -97,13 +97,6 @@ def elements(k: KernelDesc) -> int:
     return sum(_prod(a) for a in data) + _prod(k.out)
 
 
-def out_width(k: KernelDesc) -> int:
-    """The output-channel (conv) or output-feature (dense) count: the axis TVM vectorises."""
-    if k.kind in COMPUTE and len(k.out) > 1:
-        return int(k.out[1])
-    return 0
-
-
 # -- measured side ---------------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ class LatencyModelError(RuntimeError):
 @dataclass
 class Identity:
     """What a model belongs to: the device fingerprint and the profile's timing key, plus the
-    batch and SIMD lanes it predicts for."""
+    batch it predicts for and the target's SIMD lanes (identity only: the fit has no lane term)."""
 
     device: str
     profile_key: str
@@ -147,11 +147,10 @@ class LatencyModel:
             recent = [self._retuned(key, ms, db_then) for _, ms, _, db_then in sorted(obs)[-RECENT:]]
             table[key] = (self.descs[key], float(statistics.median(recent)))
         self.table = table
-        lanes = self.identity.lanes
-        self.fits = fit_kernels(table, lanes)
+        self.fits = fit_kernels(table)
         self.residuals = {}
         for desc, ms in table.values():
-            x = work(desc, lanes)
+            x = work(desc)
             line = self.fits.line(fit_kind(desc))(x)
             if x > 0 and line > 0 and ms > 0:
                 self.residuals.setdefault(geometry(desc), []).append((math.log(x), math.log(ms / line)))
@@ -202,7 +201,7 @@ class LatencyModel:
     def _regression_ms(self, k: KernelDesc) -> tuple[float, float, str]:
         """(ms, work, line source) of a kernel by its kind's regression alone."""
         line = self.fits.line(fit_kind(k))
-        x = work(k, self.identity.lanes)
+        x = work(k)
         return max(line(x), 1e-6), x, line.source
 
     def _price(self, k: KernelDesc, key: str) -> tuple[float, str]:
