@@ -17,7 +17,7 @@ first profile, as every candidate's dense reference is measured (same tuning; th
 cached for that reference), so the model knows each of its kernels and the first run prices in ms
 too. It matters where one SSL run is all there is (a regularisation path gives a study's first
 several candidates, or ``hwssl evaluate`` runs one): MACs miss what the target does with a width
-(vector lanes), a lowered conv or a removed block's dispatch, and a MAC-priced run never learns it.
+(a fixed cost per kernel), a lowered conv or a removed block's dispatch, and a MAC-priced run never learns it.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ the lowered path of shape-sparse convs (pad, one strided slice per kept kernel o
 ``take`` s, a concatenation, a 1x1 GEMM), channel gathers, pools, reshapes, dense layers. Removed
 residual blocks contribute no kernel (or their shortcut conv). Each kernel costs its measured time
 when the same shapes were measured, else ``c0 + c1 * work`` for its kind: ``c0`` is the kernel's
-fixed cost (dispatch), and for convs and dense layers ``work`` is the MACs per usable vector lane,
-so a width without a divisor near the SIMD width (13, 7) costs what it costs on the target. The
+fixed cost (dispatch), and ``work`` is the MACs of convs and dense layers (the elements moved by
+memory kernels), corrected by the residuals of measured kernels of the same geometry. The
 network is ``s * sum(kernels) + a + b * n_kernels`` (VM bookkeeping per call). Not MACs.
 
 **What it is fitted from.** Per-kernel timings of tuned builds (the breakdown

@@ -11,8 +11,8 @@ Small, explainable, robust with few points:
   2-6x spread that tuning luck gives one kernel (a ``macs / largest divisor of the width <= lanes``
   term priced a 31-filter conv 16x dearer than a 32-filter one, so every filter group of ResNet-20's
   32- and 64-wide stages "saved" a negative time and latency-weighted SSL never pushed them). A
-  width's real staircase, where there is one, comes from measured neighbours (below). 1x1 convs (GEMMs) and spatial convs are separate kinds. A kind measured at one
-  work value only gets its group's (compute or memory) fixed cost and the slope through that
+  width's real staircase, where there is one, comes from measured neighbours (below). 1x1 convs
+  (GEMMs) and spatial convs are separate kinds. A kind measured at one work value only gets its group's (compute or memory) fixed cost and the slope through that
   point; a kind never measured borrows its group's line, and an empty group is a constant (the
   median kernel time seen). An unseen kernel's regression value is multiplied by the residual
   ratio (measured / regression) of its nearest measured neighbours of the same geometry (same

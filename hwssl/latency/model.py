@@ -237,7 +237,7 @@ class LatencyModel:
         what latency-weighted SSL compares widths with. Two widths of one kernel a few filters apart
         differ by less than cheaply tuned schedules of them do (LeNet's conv1: 6.0 us at 20 filters,
         10.5 us at 16), so differences of table times would rank groups by tuning luck; the
-        regressions keep the vector-lane staircase and average the luck out."""
+        regressions average the luck out."""
         kernels = spec_kernels(spec, self.identity.batch)
         return self.calibration(sum(self._regression_ms(k)[0] for k in kernels), len(kernels))
 
