@@ -373,6 +373,25 @@ def test_filter_blocks_group_consecutive_filters_and_channels() -> None:
         GroupLasso(model, {"filter": 0.1}, filter_block=0)
 
 
+
+def test_zero_small_never_empties_a_filter_inside_a_live_block() -> None:
+    """Elementwise zeroing of a filter whose every weight is tiny would leave 3 of a block's 4 filters:
+    kept widths would stop being multiples of the block. A block that is tiny throughout still goes."""
+    torch.manual_seed(0)
+    model = build_model(model_spec("lenet", 1, (28, 28), 10, width=0.4))   # conv1: 8 filters, blocks of 4
+    w = model.body.conv1.conv.weight
+    with torch.no_grad():
+        w[1].fill_(5e-5)              # one tiny filter in the live first block
+        w[4:].fill_(-5e-5)            # the whole second block tiny
+    reg = GroupLasso(model, {"filter.conv1": 0.1, "channel.conv2": 0.1}, filter_block=4)
+    reg.zero_small()
+    live = (w.detach().flatten(1).abs().sum(1) > 0).tolist()
+    assert live == [True] * 4 + [False] * 4
+    unblocked = GroupLasso(model, {"filter.conv1": 0.1})
+    unblocked.zero_small()
+    assert not bool(w[1].detach().any())      # without blocks a tiny filter is zeroed as before
+
+
 # --------------------------------------------------------------------------- BatchNorm in filter groups
 def _conv1_and_bn(model: nn.Module) -> tuple[torch.Tensor, nn.BatchNorm2d]:
     block = model.stages[0][0]

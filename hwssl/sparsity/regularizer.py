@@ -204,9 +204,18 @@ class GroupLasso:
 
     @torch.no_grad()
     def zero_small(self, threshold: float = 1e-4) -> None:
-        """Caffe SSL's post-update step: weights with |w| < threshold become exactly 0."""
+        """Caffe SSL's post-update step: weights with |w| < threshold become exactly 0. With filter or
+        channel blocks, a filter (channel) whose every weight is that small is left alone while the
+        rest of its block lives: zeroing it would remove a filter from inside a block, and kept
+        widths would no longer be multiples of the block."""
         if threshold <= 0:
             return
+        protect: dict[int, torch.Tensor] = {}
+        for t in self.conv_terms:
+            if t.block > 1 and t.group_type in ("filter", "channel"):
+                keep = _lone_small_units(t.weight, t.group_type, t.block, threshold)
+                if keep is not None:
+                    protect[id(t.weight)] = protect.get(id(t.weight), torch.zeros_like(keep)) | keep
         seen: set[int] = set()
         tensors = [x for t in self.conv_terms for x in t.tensors()] + [p for t in self.depth_terms for p in t.params]
         tensors += [t for c in self.coupled_terms for t, _ in c.members]
@@ -214,4 +223,23 @@ class GroupLasso:
             if id(t) in seen:
                 continue
             seen.add(id(t))
-            t.masked_fill_(t.abs() < threshold, 0.0)
+            small = t.abs() < threshold
+            if id(t) in protect:
+                small &= ~protect[id(t)]
+            t.masked_fill_(small, 0.0)
+
+
+def _lone_small_units(weight: torch.Tensor, group_type: str, block: int, threshold: float) -> torch.Tensor | None:
+    """Mask (shaped like ``weight``) of the filters (channels) that elementwise zeroing would empty while
+    another member of their block stays; None when there is none."""
+    dim = 0 if group_type == "filter" else 1
+    small = (weight.abs() < threshold).transpose(0, dim).flatten(1).all(1)
+    n = small.numel()
+    padded = torch.cat([small, small.new_ones((-n) % block)])
+    whole = padded.view(-1, block).all(1).repeat_interleave(block)[:n]
+    lone = small & ~whole
+    if not bool(lone.any()):
+        return None
+    shape = [1] * weight.dim()
+    shape[dim] = -1
+    return lone.view(shape).expand_as(weight).clone()
