@@ -152,3 +152,27 @@ def test_path_needs_a_target_and_a_mix(tiny_space_file):
         ssl_path(start, [], {"filter": 0.1})
     with pytest.raises(ValueError, match="every strength of .* is 0"):
         ssl_path(start, [0.5], {"filter": 0.0})
+
+
+def test_latency_weights_are_recomputed_at_the_weights_a_rollback_restores(tiny_space_file):
+    """A check that overshoots its target rolls the weights back; group weights priced at the overshoot
+    (every site down to its last filter, so no group saves anything: all 0) must not outlive it."""
+    from hwssl.budget.controller import BudgetController
+    from hwssl.budget.weights import LatencyWeighting
+    from hwssl.sparsity.regularizer import GroupLasso
+
+    start = prepare(load_search_space(tiny_space_file, ["model.width=1.0"]))
+    model = start.dense_model()
+    reg = GroupLasso(model, {"filter": 0.1})
+    weighting = LatencyWeighting(model, reg, spec_macs)
+    at_dense = weighting.refresh(0)
+    assert all(w > 0 for w in at_dense.values())
+    controller = BudgetController(model, reg, spec_macs, [0.5], on_restore=weighting.refresh)
+    with torch.no_grad():
+        for t in reg.conv_terms:
+            t.weight[1:] = 0          # the overshoot: one filter left per conv
+    assert all(w == 0 for w in weighting.refresh(10).values())
+    assert controller.check(10, 100) is False
+    assert controller.trajectory[-1].get("rollback") and controller.rollbacks == 1
+    assert reg.weights == at_dense    # recomputed at the restored (dense) weights
+    assert weighting.history[-1]["step"] == 10

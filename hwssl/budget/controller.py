@@ -17,7 +17,12 @@ restores the weights of the previous accepted check (one further back on each re
 and checks every step until that target is met. At most ``max_rollbacks`` times per target;
 then the overshoot is accepted (on a small net one group can be worth more than the
 tolerance). The optimiser's momentum is not rolled back. So a met target is met within
-``tolerance`` unless its rollbacks ran out; ``rollbacks`` in the record counts them.
+``tolerance`` unless its rollbacks ran out; ``rollbacks`` in the record counts them. Whatever
+was derived from the overshooting weights is stale after a rollback: ``on_restore(step)`` is
+called after every restore (latency-weighted SSL recomputes its group weights there; priced at
+the overshoot, where most groups are down to their last block and save nothing, they were all 0;
+the restored net's groups then had no push and grew back (the predicted ratio went back to 1.0),
+and a LeNet run for 0.32 of the dense latency stalled and kept its 0.40 state).
 
 Unreachable targets: when the mix cannot get the cost down to the target (only filter groups,
 say, and the minimum kept widths already cost more), the controller would raise the strength
@@ -75,7 +80,8 @@ class BudgetController:
     def __init__(self, model: nn.Module, reg: GroupLasso, predict: Predict, targets: Sequence[float], *,
                  check_every: int = 5, up: float = 1.5, finish_at: float = 0.7, tolerance: float = 0.05,
                  max_rollbacks: int = 6, keep_states: int = 4, channel_round: int = 1, min_shape_sparsity: float = 0.25,
-                 extra: Sequence[Callable[[int, int, float], bool]] = (), max_strength: float = 1e4) -> None:
+                 extra: Sequence[Callable[[int, int, float], bool]] = (), max_strength: float = 1e4,
+                 on_restore: Callable[[int], object] | None = None) -> None:
         if any(not 0 < t for t in targets):
             raise ValueError(f"targets must be positive fractions of the dense cost, got {list(targets)}")
         self.model, self.reg, self.predict = model, reg, predict
@@ -89,6 +95,7 @@ class BudgetController:
         self.accepted.append((copy.deepcopy(model.state_dict()), reg.strength, 1.0))
         self.kw = dict(channel_round=channel_round, min_shape_sparsity=min_shape_sparsity)
         self.extra = list(extra)
+        self.on_restore = on_restore
         self.dense = predict(compacted_spec(model, **self.kw))
         self.next = 0
         self.last_ratio = 1.0
@@ -121,6 +128,7 @@ class BudgetController:
             while len(self.accepted) > depth:
                 self.accepted.pop()
             self.model.load_state_dict(state)
+            self._restored(step)
             self.reg.strength = min(strength, self.reg.strength) / self.up ** 2
             self.accepted[-1] = (state, self.reg.strength, self.last_ratio)
             self.rollbacks += 1
@@ -153,6 +161,7 @@ class BudgetController:
         if self.reg.strength * factor > self.max_strength:
             # unreachable with this mix: stop at the first state that reached the lowest cost
             self.model.load_state_dict(self.best[1])
+            self._restored(step)
             self.last_cost = self.best[0] * self.dense
             self.stalled = True
             self.trajectory[-1]["stalled"] = True
@@ -160,6 +169,10 @@ class BudgetController:
         self.reg.strength *= factor
         self.last_ratio = ratio
         return False
+
+    def _restored(self, step: int) -> None:
+        if self.on_restore is not None:
+            self.on_restore(step)
 
     def __call__(self, step: int, total: int, loss: float) -> bool:
         stop = False

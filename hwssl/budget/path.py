@@ -93,7 +93,8 @@ def hw_ssl(start: Any, strengths: Mapping[str, float], *, targets: Sequence[floa
         hooks.append(report)
     controller = None
     if targets:
-        controller = BudgetController(model, reg, predict, targets, check_every=ssl.check_every, extra=hooks, **kw)
+        controller = BudgetController(model, reg, predict, targets, check_every=ssl.check_every, extra=hooks,
+                                      on_restore=weighting.refresh if weighting is not None else None, **kw)
         on_step = controller
     else:
         on_step = (lambda i, n, loss: any([h(i, n, loss) for h in hooks])) if hooks else None
