@@ -4,7 +4,11 @@ One JSON file per (architecture key, profile key, resolved target, device
 fingerprint, tuning state, library versions) under
 ``<cache root>/latency/<profile name>/``. The architecture key comes from the
 caller (a hash of the compacted net's spec); the device fingerprint keeps
-results from different machines apart when a cache directory is shared.
+results from different machines apart when a cache directory is shared. A tuned
+timing also carries its tuning database's generation (:func:`database_generation`):
+a build applies the schedules that database held, so once the directory is deleted
+(``bench/compare.py --fresh`` starts a method's database again) its builds and
+timings are not reused.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,14 +47,41 @@ def device_fingerprint(profile: HardwareProfile) -> str:
     return cpu
 
 
+GENERATION_FILE = ".hwssl-generation"
+
+
+def database_generation(directory: str | os.PathLike[str]) -> str:
+    """A token naming one life of a tuning database directory: made (atomically, so concurrent
+    workers agree) the first time it is asked for, gone with the directory."""
+    path = Path(directory) / GENERATION_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:16]
+    tmp = path.with_name(f"{GENERATION_FILE}.{token}.tmp")
+    tmp.write_text(token)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
 def latency_key(*, arch_key: str, profile: HardwareProfile, target: str, tuned: bool, trials_per_task: int | None,
-                versions: dict[str, str], input_shape: Sequence[int]) -> str:
+                versions: dict[str, str], input_shape: Sequence[int], database: str = "") -> str:
     """Cache key of one timing: architecture, input shape (batch), profile, target, device, tuning, versions.
     A profile that names its own tuning database (``tuning.database``) keys its tuned builds by it:
-    a build depends on what that database holds (``bench/compare.py`` gives each method its own)."""
+    a build depends on what that database holds (``bench/compare.py`` gives each method its own).
+    ``database``: the tuning database's :func:`database_generation` (tuned timings)."""
     tuning: dict[str, Any] = {"tuned": True, "trials_per_task": trials_per_task} if tuned else {"tuned": False}
     if tuned and profile.tuning.database:
         tuning["database"] = profile.tuning.database
+    if tuned and database:
+        tuning["generation"] = database
     return stable_hash({"arch": arch_key, "input": [int(d) for d in input_shape], "profile": profile.key(),
                         "target": target, "device": device_fingerprint(profile), "tuning": tuning,
                         "versions": versions}, length=24)

@@ -26,7 +26,7 @@ import tvm
 
 from hwssl.config.profile import HardwareProfile
 from hwssl.deploy.availability import needs_cross_compiler, profile_availability, resolve_cross_compiler
-from hwssl.deploy.cache import LatencyCache, latency_key
+from hwssl.deploy.cache import LatencyCache, database_generation, latency_key
 from hwssl.deploy.compile import build, device_sources, export_library, import_model, prepare, torch_reference
 from hwssl.deploy.errors import DeployError
 from hwssl.deploy.measure import time_torch
@@ -166,9 +166,10 @@ def measure_networks(nets: list[Net], example_input: torch.Tensor, profile: Hard
     wants_onnx = onnx_timing and importer is import_model and not profile.is_remote and profile.target_kind == "llvm"
 
     cache = LatencyCache(root, profile.name)
+    generation = database_generation(profile.database_dir(root)) if will_tune else ""
     keys = [latency_key(arch_key=n.arch_key, profile=profile, target=tstr, tuned=will_tune,
                         trials_per_task=trials if will_tune else None, versions=_versions(),
-                        input_shape=tuple(example_input.shape)) for n in nets]
+                        input_shape=tuple(example_input.shape), database=generation) for n in nets]
     hits: list[dict[str, Any] | None] = [None] * len(nets)  # cached builds
     complete = []  # ... whose record also has every timing asked for
     if skipped is None:
