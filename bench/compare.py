@@ -26,7 +26,8 @@ method includes that re-timing. ``--no-retime`` keeps the cheap timings (labelle
 
 Each method is its own study (``<prefix>-<space>[-<profile>]-<method>``) in ``--storage``,
 in the same format as ``hwssl search --method ...`` writes; running the command again
-resumes them (``--fresh`` starts over, tuning databases included: their cached builds and timings are not reused), so a budget can be extended.
+resumes them (``--fresh`` starts over, tuning databases included: their cached builds and
+timings are not reused), so a budget can be extended.
 
 Hypervolume: of (accuracy, cost / dense) per method, all methods against ONE reference point:
 accuracy = (worst accuracy over every point of every method) - 0.01, relative cost = 1.05 (a bit
