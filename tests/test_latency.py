@@ -288,9 +288,9 @@ def test_removing_a_filter_from_a_simd_wide_conv_saves_latency_in_every_stage():
 
 def test_a_model_seeded_with_one_network_prices_a_smaller_net_by_the_kernels_it_keeps():
     """One network measured at 1.5x its kernel sum: the gap goes into the calibration's scale, not into a
-    fixed per-network cost that every candidate would pay, so a net whose kernels cost a tenth of the
-    dense net's is predicted near a tenth of its latency (a fixed cost had priced such a ResNet-20
-    candidate at 0.36x the dense net; it measured 0.11x)."""
+    fixed per-network cost that every candidate would pay, so a net (two of every stage's three blocks
+    removed) is predicted at the share of the dense kernel time it keeps (a fixed cost had priced a
+    ResNet-20 candidate at 0.36x the dense net; it measured 0.11x)."""
     model, spec = _seeded_with_dense_resnet()
     assert model.calibration.scale == pytest.approx(1.5, rel=0.05)
     small = copy.deepcopy(spec)

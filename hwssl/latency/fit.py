@@ -12,11 +12,12 @@ Small, explainable, robust with few points:
   term priced a 31-filter conv 16x dearer than a 32-filter one, so every filter group of ResNet-20's
   32- and 64-wide stages "saved" a negative time and latency-weighted SSL never pushed them). A
   width's real staircase, where there is one, comes from measured neighbours (below). 1x1 convs
-  (GEMMs) and spatial convs are separate kinds. A kind measured at one work value only gets its group's (compute or memory) fixed cost and the slope through that
-  point; a kind never measured borrows its group's line, and an empty group is a constant (the
-  median kernel time seen). An unseen kernel's regression value is multiplied by the residual
-  ratio (measured / regression) of its nearest measured neighbours of the same geometry (same
-  spatial sizes and window, other channel counts), so it follows the measured staircase;
+  (GEMMs) and spatial convs are separate kinds. A kind measured at one work value only gets its
+  group's (compute or memory) fixed cost and the slope through that point; a kind never measured
+  borrows its group's line, and an empty group is a constant (the median kernel time seen). An
+  unseen kernel's regression value is multiplied by the residual ratio (measured / regression) of
+  its nearest measured neighbours of the same geometry (same spatial sizes and window, other
+  channel counts), so it follows the measured staircase;
 * per network, ``measured = s * sum(kernels) + a + b * n_kernels`` (the VM's per-call bookkeeping
   that per-kernel timing leaves out), with a ridge prior pulling ``s`` to 1 and ``a``, ``b`` to 0
   so one or two networks cannot swing it. The overheads' prior is the stronger one: with one or two
