@@ -16,8 +16,8 @@ uses, does not wait for that. When the model has no data it first measures the d
 first profile, as every candidate's dense reference is measured (same tuning; the build is then
 cached for that reference), so the model knows each of its kernels and the first run prices in ms
 too. It matters where one SSL run is all there is (a regularisation path gives a study's first
-several candidates, or ``hwssl evaluate`` runs one): MACs miss what the target does with a width
-(a fixed cost per kernel), a lowered conv or a removed block's dispatch, and a MAC-priced run never learns it.
+several candidates, or ``hwssl evaluate`` runs one): MACs miss a kernel's fixed cost, a lowered
+conv or a removed block's dispatch, and a MAC-priced run never learns them.
 """
 
 from __future__ import annotations

@@ -210,36 +210,25 @@ class GroupLasso:
         widths would no longer be multiples of the block."""
         if threshold <= 0:
             return
-        protect: dict[int, torch.Tensor] = {}
-        for t in self.conv_terms:
-            if t.block > 1 and t.group_type in ("filter", "channel"):
-                keep = _lone_small_units(t.weight, t.group_type, t.block, threshold)
-                if keep is not None:
-                    protect[id(t.weight)] = protect.get(id(t.weight), torch.zeros_like(keep)) | keep
-        seen: set[int] = set()
         tensors = [x for t in self.conv_terms for x in t.tensors()] + [p for t in self.depth_terms for p in t.params]
         tensors += [t for c in self.coupled_terms for t, _ in c.members]
-        for t in tensors:
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            small = t.abs() < threshold
-            if id(t) in protect:
-                small &= ~protect[id(t)]
-            t.masked_fill_(small, 0.0)
+        small = {key: (t, t.abs() < threshold) for key, t in {id(t): t for t in tensors}.items()}
+        lone = [(id(t.weight), _lone_small_units(small[id(t.weight)][1], t.group_type, t.block))
+                for t in self.conv_terms if t.block > 1 and t.group_type in ("filter", "channel")]
+        for key, units in lone:
+            small[key][1].logical_and_(~units)
+        for t, mask in small.values():
+            t.masked_fill_(mask, 0.0)
 
 
-def _lone_small_units(weight: torch.Tensor, group_type: str, block: int, threshold: float) -> torch.Tensor | None:
-    """Mask (shaped like ``weight``) of the filters (channels) that elementwise zeroing would empty while
-    another member of their block stays; None when there is none."""
+def _lone_small_units(small: torch.Tensor, group_type: str, block: int) -> torch.Tensor:
+    """Of a conv weight's below-threshold mask ``small``: the mask of the filters (channels) that
+    elementwise zeroing would empty while another member of their block stays."""
     dim = 0 if group_type == "filter" else 1
-    small = (weight.abs() < threshold).transpose(0, dim).flatten(1).all(1)
-    n = small.numel()
-    padded = torch.cat([small, small.new_ones((-n) % block)])
+    empty = small.transpose(0, dim).flatten(1).all(1)
+    n = empty.numel()
+    padded = torch.cat([empty, empty.new_ones((-n) % block)])
     whole = padded.view(-1, block).all(1).repeat_interleave(block)[:n]
-    lone = small & ~whole
-    if not bool(lone.any()):
-        return None
-    shape = [1] * weight.dim()
+    shape = [1] * small.dim()
     shape[dim] = -1
-    return lone.view(shape).expand_as(weight).clone()
+    return (empty & ~whole).view(shape).expand_as(small)
