@@ -35,8 +35,13 @@ def check_file(path: str | Path, kind: Kind | None = None) -> str:
     if kind == "space":
         from hwssl.config.space import parse_search_space
         s = parse_search_space(raw, path)
-        searched = (f"{len(s.search.strengths)} searched" if s.search.mode == "strengths" else
-                    f"{s.search.mode} search: a target and {len(s.search.budget_mix)} mix strengths")
+        mix = f"{len(s.search.budget_mix)} mix strengths"
+        if s.search.mode == "strengths":
+            searched = f"{len(s.search.strengths)} searched"
+        elif s.search.mode == "path":
+            searched = f"path search: {mix}, snapshots at targets {s.search.path_targets()}"
+        else:
+            searched = f"budget search: a target and {mix}"
         return f"ok: {path} is a search space ({s.model.name} on {s.data.name}, {len(s.strengths)} strengths, {searched})"
     raise ConfigError(path, None, "neither a search space (it has no [model] table) nor a hardware profile (it has "
                                   "no target = { kind = ... }); see search_spaces/ and hardware_profiles/ for examples")
