@@ -74,6 +74,20 @@ def test_one_path_run_yields_several_distinct_compacted_candidates(tiny_space_fi
     assert steps == sorted(steps) and run.phase.steps == steps[-1]
 
 
+def test_each_path_snapshot_recovers_for_the_ssl_epochs_left_after_its_own_step(tiny_space_file, tmp_path):
+    """With ssl.recover_unused an early snapshot of a path gets the SSL epochs the run had left when
+    *it* was taken, so every candidate trains ssl_epochs + recover_epochs in all (a path once gave
+    its loosest snapshot as few recovery epochs as its tightest)."""
+    space = load_search_space(tiny_space_file, BUDGET + ["train.ssl_epochs=6", "ssl.recover_unused=true"])
+    start = prepare(space)
+    run = ssl_path(start, [0.7, 0.2], {"filter": 0.3, "channel": 0.3, "shape": 0.05}, spec_macs)
+    per_epoch = -(-len(start.splits.train) // space.train.batch_size)
+    left = [int(space.train.ssl_epochs - snap.step / per_epoch) for snap in run.snapshots]
+    assert len(left) == 2 and left[0] > left[1], left   # the two snapshots lie in different epochs
+    results = evaluate_path(start, run, save_root=tmp_path)
+    assert [r["recover_epochs"] for r in results] == [space.train.recover_epochs + n for n in left]
+
+
 def test_filter_blocks_keep_widths_in_multiples_of_the_block(tiny_space_file):
     space = load_search_space(tiny_space_file, BUDGET + ["model.width=0.8", "ssl.filter_block=4",
                                                          "ssl.latency_weighted=true", "ssl.weight_every=10"])
