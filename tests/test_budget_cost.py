@@ -10,7 +10,7 @@ import torch
 
 from deploy_support import fast_cpu_profile
 from hwssl.budget import spec_macs
-from hwssl.budget.cost import OracleError, check_oracle, ssl_oracle, start_oracle
+from hwssl.budget.cost import OracleError, check_oracle, seed_trials_per_task, ssl_oracle, start_oracle
 from hwssl.compact import arch_key, compacted_spec
 from hwssl.config import load_search_space
 from hwssl.config.profile import load_profile
@@ -96,6 +96,18 @@ def test_a_cold_latency_model_is_seeded_with_the_dense_net_before_an_ssl_run_pri
     assert cost.predict(compacted_spec(_halved(start.dense_model()))) < cost.predict(start.spec)
     again = start_oracle(start)              # a model with data: nothing measured again, no note
     assert again.note == "" and load_model(profile, tuned=False).points == 1
+
+
+def test_a_tuned_run_seeds_its_model_with_the_full_tuning_budget_of_the_front(tiny_space_file, tmp_path):
+    """The seed sets the scale of every target, so it is tuned like the re-timed front, not with the
+    cheap per-candidate budget (whose luck once priced a dense LeNet conv2 at 7.5x its tuned time)."""
+    profile = load_profile(fast_cpu_profile(tmp_path, extra="trials_per_task = 3\nfull_trials_per_task = 17"))
+    start = prepare(load_search_space(tiny_space_file, LATENCY))
+    assert seed_trials_per_task(start.for_profiles([profile], MeasureSettings(tune=True)), profile) == 17
+    cheap = start.for_profiles([profile], MeasureSettings(tune=True, trials_per_task=3))
+    assert seed_trials_per_task(cheap, profile) == 17
+    untuned = start.for_profiles([profile], UNTUNED)
+    assert seed_trials_per_task(untuned, profile) == untuned.trials_per_task
 
 
 def test_latency_oracle_without_a_profile_is_a_one_line_error(tiny_space_file):

@@ -13,9 +13,8 @@ after the first measured trial the model has data and later trials price in ms.
 
 Cold start: :func:`start_oracle`, what an SSL run from a :class:`hwssl.evaluate.DenseStart`
 uses, does not wait for that. When the model has no data it first measures the dense net on the
-first profile, as every candidate's dense reference is measured (same tuning; the build is then
-cached for that reference), so the model knows each of its kernels and the first run prices in ms
-too. It matters where one SSL run is all there is (a regularisation path gives a study's first
+first profile, tuned with the profile's full budget when the run is tuned (:func:`seed_trials_per_task`),
+so the model knows each of its kernels and the first run prices in ms too. It matters where one SSL run is all there is (a regularisation path gives a study's first
 several candidates, or ``hwssl evaluate`` runs one): MACs miss a kernel's fixed cost, a lowered
 conv or a removed block's dispatch, and a MAC-priced run never learns them.
 """
@@ -98,6 +97,16 @@ def ssl_oracle(space: Any, profiles: Sequence[Any], *, tune: bool = True, cache_
     return CostOracle("macs", spec_macs, "MACs", profile.name, note)
 
 
+def seed_trials_per_task(start: Any, profile: Any) -> int | None:
+    """The MetaSchedule budget of the seeding measurement: the profile's full one (what the front is
+    re-timed with) when the run is tuned. The seed sets the scale of every target, and cheap tuning's
+    luck on one dense kernel can be 7x: a 4-trial LeNet conv2 once measured 211 us against 28 us fully
+    tuned, so the model priced conv2 as 87 % of the net and a run met its 0.2 target with a net that
+    measured 0.48x the tuned dense latency. The dense net is re-timed with the full budget at the end
+    anyway; tuned here, that re-timing reuses the database."""
+    return profile.tuning.full_trials_per_task if start.tune else start.trials_per_task
+
+
 def start_oracle(start: Any, *, warn: bool = True) -> CostOracle:
     """:func:`ssl_oracle` for an SSL run from ``start`` (a :class:`hwssl.evaluate.DenseStart` aimed at
     its profiles); a latency model with no data is first given the dense net's measurement (see the
@@ -115,7 +124,7 @@ def start_oracle(start: Any, *, warn: bool = True) -> CostOracle:
     profile = profiles[0]
     example = profile.example_input(first_images(start.splits.val, profile.batch))
     measure_with_model(start.dense_model().eval(), example, profile, spec=start.spec, arch_key=arch_key(start.spec),
-                       tune=start.tune, trials_per_task=start.trials_per_task, per_layer=True)
+                       tune=start.tune, trials_per_task=seed_trials_per_task(start, profile), per_layer=True)
     cost = ssl_oracle(space, profiles, tune=start.tune, warn=warn)
     if cost.units != "ms":
         return cost
