@@ -13,8 +13,9 @@ after the first measured trial the model has data and later trials price in ms.
 
 Cold start: :func:`start_oracle`, what an SSL run from a :class:`hwssl.evaluate.DenseStart`
 uses, does not wait for that. When the model has no data it first measures the dense net on the
-first profile, tuned with the profile's full budget when the run is tuned (:func:`seed_trials_per_task`),
-so the model knows each of its kernels and the first run prices in ms too. It matters where one SSL run is all there is (a regularisation path gives a study's first
+first profile, tuned with the profile's full budget when the run is tuned
+(:func:`seed_trials_per_task`), so the model knows each of its kernels and the first run prices in
+ms too. It matters where one SSL run is all there is (a regularisation path gives a study's first
 several candidates, or ``hwssl evaluate`` runs one): MACs miss a kernel's fixed cost, a lowered
 conv or a removed block's dispatch, and a MAC-priced run never learns them.
 """
