@@ -19,7 +19,7 @@ import torch
 
 from hwssl.compact import arch_key, load_compacted
 from hwssl.models import build_model
-from hwssl.record import INT8_TORCH_NOTE, TrialRecord
+from hwssl.record import INT8_TORCH_NOTE, Latency, TrialRecord
 from hwssl.results import pareto_frame, store_final, trial_records
 
 
@@ -64,15 +64,28 @@ def _int8_latency(study: optuna.Study, model: torch.nn.Module, record: TrialReco
     return latency
 
 
-def _needs_retiming(record: TrialRecord, profile: str, budget: int) -> bool:
-    """True unless the trial already has a final re-timing on ``profile`` at this budget."""
-    if not record.is_final(profile):
+def timed_in(latency: Latency) -> str | None:
+    """The tuning database a final re-timing was tuned in (``database``; older records name it
+    through their latency model's file, which lives beside the database)."""
+    if latency.extra.get("database"):
+        return str(latency.extra["database"])
+    model_file = (latency.extra.get("latency_model") or {}).get("file")
+    return str(Path(model_file).parent) if model_file else None
+
+
+def _needs_retiming(record: TrialRecord, profile: Any, budget: int) -> bool:
+    """True unless the trial already has a final re-timing on ``profile`` at this budget, tuned in
+    the profile's database (``bench/compare.py`` re-times every method in one shared database)."""
+    if not record.is_final(profile.name):
         return True
-    final = record.latency(profile)
-    return final is None or final.extra.get("trials_per_task") != budget
+    final = record.latency(profile.name)
+    if final is None or final.extra.get("trials_per_task") != budget:
+        return True
+    database = timed_in(final)
+    return database is not None and database != str(profile.database_dir())
 
 
-def _front_to_retime(study: optuna.Study, profile: str, budget: int, retimed: Sequence[int] = (),
+def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Sequence[int] = (),
                      accuracies: Sequence[str] = ("accuracy",)) -> tuple[list[int], list[int]]:
     """The profile's current Pareto set (the union of the fronts on each of ``accuracies``) and its
     members that still carry a cheap (or other-budget) timing; a trial re-timed in this call
@@ -80,7 +93,7 @@ def _front_to_retime(study: optuna.Study, profile: str, budget: int, retimed: Se
     records = {t.number: t.record for t in trial_records(study) if t.record is not None}
     numbers: list[int] = []
     for accuracy in accuracies:
-        front = pareto_frame(study, profile, accuracy)
+        front = pareto_frame(study, profile.name, accuracy)
         numbers += [] if front.empty else [int(n) for n in front["trial"] if int(n) not in numbers]
     return numbers, [n for n in numbers if n not in retimed and _needs_retiming(records[n], profile, budget)]
 
@@ -103,7 +116,7 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
     dense = None
     for profile in profiles:
         budget = trials_per_task or profile.tuning.full_trials_per_task
-        front, pending = _front_to_retime(study, profile.name, budget, accuracies=accuracies)
+        front, pending = _front_to_retime(study, profile, budget, accuracies=accuracies)
         if not front:
             continue
         retimed: list[int] = []
@@ -125,15 +138,15 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                     latency = measure_with_model(model, example, profile, spec=record.extra["arch"],
                                                  arch_key=record.extra["arch_key"], tune=True,
                                                  trials_per_task=budget, per_layer=True, source="final")
-                store_final(study, number, profile.name, latency)
+                store_final(study, number, profile.name, dict(latency, database=str(profile.database_dir())))
                 retimed.append(number)
-            front, pending = _front_to_retime(study, profile.name, budget, retimed, accuracies)
+            front, pending = _front_to_retime(study, profile, budget, retimed, accuracies)
         if dense is None:
             dense = _dense_model(study)
         example = torch.zeros(profile.batch, *dense.spec["input"])
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
         latency = measure_with_model(dense, example, profile, spec=dense.spec, arch_key=arch_key(dense.spec),
                                      tune=True, trials_per_task=budget, per_layer=True, source="final")
-        store_final(study, None, profile.name, latency)
+        store_final(study, None, profile.name, dict(latency, database=str(profile.database_dir())))
         done[profile.name] = retimed
     return done

@@ -142,3 +142,32 @@ def test_retime_on_test_accuracy_too_retimes_the_test_front(journal_study):
                          accuracies=("accuracy", "accuracy_test"))["cpu_test"] == [0, 1]
     assert not any("round 2" in line for line in lines), lines
     assert all(t.record.is_final("cpu_test") for t in trial_records(both))
+
+
+def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_only_once(journal_study):
+    """bench/compare.py re-times every method's front in one shared database: a final timing tuned in
+    another database (a method's own) does not count as final there, and one tuned in it does."""
+    import dataclasses
+
+    from hwssl.config.profile import load_profile
+    from hwssl.retime import retime_pareto
+
+    study = _planted_study(journal_study, "two-databases", ((1e-6, 0.0, 0.0), (1e-5, -0.01, 0.0)))
+    own = load_profile(journal_study["profile"])
+    shared = dataclasses.replace(own, tuning=dataclasses.replace(own.tuning, database=str(
+        journal_study["root"] / "shared-final")))
+    assert retime_pareto(study, [own], trials_per_task=1, say=lambda _m: None)["cpu_test"]
+
+    def databases() -> set[str]:
+        return {t.record.latency("cpu_test").extra["database"] for t in trial_records(study)
+                if t.record.is_final("cpu_test")}
+
+    assert databases() == {str(own.database_dir())}
+    again = retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None)["cpu_test"]
+    front = [int(n) for n in pareto_frame(study, "cpu_test")["trial"]]
+    assert again and set(front) <= set(again)
+    assert str(shared.database_dir()) in databases()
+    assert all(t.record.latency("cpu_test").extra["database"] == str(shared.database_dir())
+               for t in trial_records(study) if t.number in front)
+    assert (shared.database_dir()).is_dir()  # the shared database was tuned into
+    assert retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None)["cpu_test"] == []
