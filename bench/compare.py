@@ -321,13 +321,11 @@ def _compare(args: argparse.Namespace, space: Any, spaces: dict[str, Any], metho
         fprofiles = final_profiles(args, profiles, space, names[m])
         if args.summary_only:
             studies[m] = load_study(names[m], args.storage)
-        elif args.retime_only:
+        elif args.retime_only:  # the wall column keeps the run's own search and re-timing
             studies[m] = load_study(names[m], args.storage)
             if retimes:
                 print(f"# re-timing {m} ...", flush=True)
-                spent = dict(studies[m].user_attrs.get(WALL_ATTR, {}))
-                studies[m].set_user_attr(WALL_ATTR, dict(spent, retime_s=round(
-                    retime_fronts(args, studies[m], fprofiles, m), 1)))
+                print(f"# {m} re-timed in {retime_fronts(args, studies[m], fprofiles, m) / 60:.1f} min", flush=True)
         else:
             print(f"# running {m} ...", flush=True)
             studies[m], search_s = run_method(args, spaces[m], method_profiles(args, profiles, names[m]), m)

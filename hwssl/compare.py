@@ -127,10 +127,11 @@ def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool
     dense latency, the fastest of their fully tuned dense builds (see below); a study without a
     final re-timing keeps each trial's own dense timing."""
     summaries = []
-    # One dense reference for every study: the fastest of their fully tuned builds of the same dense
-    # net. Each study tunes on its own (bench/compare.py gives each method its own database), and a
-    # 32-trial tuning run's luck moved LeNet's dense time between 0.042 and 0.090 ms: divided by its
-    # own dense time, a method with an unlucky dense build would look fast.
+    # One dense reference for every study: the fastest of their fully tuned timings of the same dense
+    # net. Divided by its own dense time, a method with an unlucky dense build (a 32-trial tuning's
+    # luck moved LeNet's dense time between 0.042 and 0.090 ms) or a dense timing taken in a slow
+    # moment would look fast. bench/compare.py re-times every study in one shared database, so these
+    # are several timings of one build, and the fastest is the one least disturbed.
     finals = [_final_dense_ms(s, profile) if (profile and common_dense) else None for s in studies]
     common = min((d for d in finals if d), default=None)
     for study, final in zip(studies, finals):

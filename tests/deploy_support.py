@@ -125,6 +125,7 @@ min_repeat_ms = 5
 rounds = {rounds}
 max_rounds = {max_rounds}
 max_spread = {max_spread}
+final_timings = 2
 [tuning]
 builder_workers = 1
 {extra}

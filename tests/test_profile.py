@@ -54,11 +54,13 @@ def test_shipped_profile_details() -> None:
 def test_key_is_stable_and_tracks_latency_fields(tmp_path: Path) -> None:
     base = MINIMAL + "threads = 2\n"
     a = load_profile(write(tmp_path, base, "a.toml"))
-    b = load_profile(write(tmp_path, base + 'description = "other words"\n[tuning]\ntrials_per_task = 3\n', "b.toml"))
+    b = load_profile(write(tmp_path, base + 'description = "other words"\n[tuning]\ntrials_per_task = 3\n'
+                           '[timing]\nfinal_timings = 2\n', "b.toml"))
     c = load_profile(write(tmp_path, MINIMAL + "threads = 1\n", "c.toml"))
     d = load_profile(write(tmp_path, base + "[timing]\nnumber = 7\n", "d.toml"))
     assert a.key() == load_profile(tmp_path / "a.toml").key()
-    assert a.key() == b.key()  # description and tuning budget do not change a latency
+    assert a.key() == b.key()  # description, tuning budget and re-timing count do not change a latency
+    assert b.timing.final_timings == 2 and a.timing.final_timings == 5
     assert len({a.key(), c.key(), d.key()}) == 3
     assert hash(a) == hash(load_profile(tmp_path / "a.toml"))
 
@@ -133,6 +135,7 @@ def test_list_profiles_rows(tmp_path: Path) -> None:
         (MINIMAL + "[timing]\nrounds = 4\nmax_rounds = 2\n", "timing.max_rounds", ">= timing.rounds (4), got 2"),
         (MINIMAL + "[timing]\nmax_spread = -0.1\n", "timing.max_spread", "expected a number >= 0"),
         (MINIMAL + "[timing]\nrounds = 0\n", "timing.rounds", "expected an integer >= 1, got 0"),
+        (MINIMAL + "[timing]\nfinal_timings = 0\n", "timing.final_timings", "expected an integer >= 1, got 0"),
         (MINIMAL + '[timing]\npin_threads = "yes"\n', "timing.pin_threads", "expected true or false"),
         (MINIMAL + 'threads = "2"\n', "threads", "expected an integer"),
         (MINIMAL + "channel_round = 1.5\n", "channel_round", "expected an integer"),

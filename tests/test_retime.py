@@ -144,7 +144,8 @@ def test_retime_on_test_accuracy_too_retimes_the_test_front(journal_study):
     assert all(t.record.is_final("cpu_test") for t in trial_records(both))
 
 
-def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_only_once(journal_study):
+def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_only_once_and_the_dense_always(
+        journal_study):
     """bench/compare.py re-times every method's front in one shared database: a final timing tuned in
     another database (a method's own) does not count as final there, and one tuned in it does."""
     import dataclasses
@@ -163,6 +164,11 @@ def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_o
                 if t.record.is_final("cpu_test")}
 
     assert databases() == {str(own.database_dir())}
+    for t in trial_records(study):  # each network's fastest of the profile's final_timings timings
+        if t.record.is_final("cpu_test"):
+            final = t.record.latency("cpu_test").extra
+            assert final["final_timings"] == own.timing.final_timings == len(final["tvm_timings_ms"])
+            assert t.record.latency("cpu_test").tvm == min(final["tvm_timings_ms"])
     again = retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None)["cpu_test"]
     front = [int(n) for n in pareto_frame(study, "cpu_test")["trial"]]
     assert again and set(front) <= set(again)
@@ -170,4 +176,7 @@ def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_o
     assert all(t.record.latency("cpu_test").extra["database"] == str(shared.database_dir())
                for t in trial_records(study) if t.number in front)
     assert (shared.database_dir()).is_dir()  # the shared database was tuned into
+    dense_before = study.user_attrs["final_latency_dense"]["cpu_test"]["tvm_samples_ms"]
     assert retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None)["cpu_test"] == []
+    # every speed-up divides by the dense time: it is timed afresh each time, never taken from the cache
+    assert study.user_attrs["final_latency_dense"]["cpu_test"]["tvm_samples_ms"] != dense_before

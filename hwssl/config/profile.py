@@ -26,6 +26,9 @@ A profile is a TOML file (see ``hardware_profiles/``)::
     max_spread = 0.1                    # spread = interquartile range / median of a series
     pin_threads = true                  # pin each TVM worker thread to one of the CPUs this process
                                         # may use (false: threads float over those CPUs)
+    final_timings = 5                   # full re-timing (`hwssl retime`, the search's end): timings per
+                                        # network, in passes over the front, the fastest kept (a
+                                        # 2-thread net's time on a shared 2-core box has slow spells)
 
     [tuning]
     trials_per_task = 8                 # cheap budget used during a search
@@ -87,6 +90,7 @@ class TimingSettings:
     max_rounds: int = 9
     max_spread: float = 0.1
     pin_threads: bool = True
+    final_timings: int = 5
 
 
 @dataclass(frozen=True)
@@ -166,15 +170,18 @@ class HardwareProfile:
         Target, host target, threads, timing protocol and which device is used
         (runner kind and address). Not: name, description, file path, tuning
         budgets or database location (the tuning state is keyed separately),
-        channel rounding (it changes the architecture, which has its own key).
+        channel rounding (it changes the architecture, which has its own key), the
+        number of timings a full re-timing takes (``timing.final_timings``).
         """
         from hwssl.cache import stable_hash
 
         runner = {"kind": self.runner.kind}
         if self.is_remote:
             runner["address"] = self.runner.address()
+        timing = asdict(self.timing)
+        timing.pop("final_timings")  # how many timings a re-timing takes, not how each is taken
         return stable_hash({"target": self.target, "target_host": self.target_host, "threads": self.threads,
-                            "timing": asdict(self.timing), "runner": runner})
+                            "timing": timing, "runner": runner})
 
     def database_dir(self, cache_root: str | os.PathLike[str] | None = None) -> Path:
         """Directory of this profile's MetaSchedule database (absolute)."""
@@ -252,6 +259,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
         max_rounds=t.integer("max_rounds", TimingSettings.max_rounds, minimum=1),
         max_spread=t.number("max_spread", TimingSettings.max_spread, minimum=0),
         pin_threads=t.boolean("pin_threads", TimingSettings.pin_threads),
+        final_timings=t.integer("final_timings", TimingSettings.final_timings, minimum=1),
     )
     if timing.max_rounds < timing.rounds:
         raise t.error("max_rounds", f"expected an integer >= timing.rounds ({timing.rounds}), got {timing.max_rounds}")

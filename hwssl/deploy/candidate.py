@@ -278,12 +278,15 @@ def _build(model: torch.nn.Module, example: torch.Tensor, profile: HardwareProfi
 def measure_candidate(model: torch.nn.Module, example_input: torch.Tensor, profile: HardwareProfile, *,
                       arch_key: str, tune: bool, trials_per_task: int | None = None, per_layer: bool = False,
                       cache_dir: str | Path | None = None, torch_timing: bool = True, onnx_timing: bool = True,
-                      importer: Importer = import_model, inspect: Inspector | None = None) -> dict[str, Any]:
+                      importer: Importer = import_model, inspect: Inspector | None = None,
+                      reuse_timings: bool = True) -> dict[str, Any]:
     """One network alone (see :func:`measure_networks` for the keys); a cached record is returned
-    as it is. ``arch_key`` identifies the architecture (the caller's hash of the spec)."""
+    as it is unless ``reuse_timings`` is False (then its cached build is timed again). ``arch_key``
+    identifies the architecture (the caller's hash of the spec)."""
     return measure_networks([Net(model, arch_key, per_layer)], example_input, profile, tune=tune,
                             trials_per_task=trials_per_task, cache_dir=cache_dir, torch_timing=torch_timing,
-                            onnx_timing=onnx_timing, reuse_timings=True, importer=importer, inspect=inspect)[0]
+                            onnx_timing=onnx_timing, reuse_timings=reuse_timings, importer=importer,
+                            inspect=inspect)[0]
 
 
 def measure_pair(candidate: Net, dense: Net, example_input: torch.Tensor, profile: HardwareProfile, *,

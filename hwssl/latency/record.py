@@ -12,7 +12,8 @@ from hwssl.latency.store import observe, wants_breakdown
 
 def measure_with_model(model: torch.nn.Module, example: torch.Tensor, profile: HardwareProfile, *,
                        spec: dict[str, Any], arch_key: str, tune: bool, trials_per_task: int | None = None,
-                       per_layer: bool = False, source: str = "search") -> dict[str, Any]:
+                       per_layer: bool = False, source: str = "search", reuse_timings: bool = True
+                       ) -> dict[str, Any]:
     """:func:`hwssl.deploy.measure_candidate`, plus ``predicted_ms`` and ``latency_model`` (see
     :func:`hwssl.latency.observe`): the profile's model predicts ``spec`` before the measurement is
     added to it. The per-kernel breakdown is also taken when the model has not seen some of the
@@ -21,7 +22,7 @@ def measure_with_model(model: torch.nn.Module, example: torch.Tensor, profile: H
 
     breakdown = per_layer or wants_breakdown(profile, spec, tuned=tune)
     latency = measure_candidate(model, example, profile, arch_key=arch_key, tune=tune,
-                                trials_per_task=trials_per_task, per_layer=breakdown)
+                                trials_per_task=trials_per_task, per_layer=breakdown, reuse_timings=reuse_timings)
     latency.update(observe(profile, spec, latency, arch_key=arch_key, source=source))
     return latency
 
