@@ -124,7 +124,7 @@ def summarise(studies: list[optuna.Study], profile: str | None, *, on_test: bool
     ``on_test``: scored on test accuracy (each point's ``accuracy`` is its test accuracy), the check
     that a front chosen on validation accuracy holds on images no one selected with.
     ``common_dense`` (``bench/compare.py``): every study that was re-timed is priced against one
-    dense latency, the fastest of their fully tuned dense builds (see below); a study without a
+    dense latency, the fastest of their fully tuned dense timings (see below); a study without a
     final re-timing keeps each trial's own dense timing."""
     summaries = []
     # One dense reference for every study: the fastest of their fully tuned timings of the same dense
