@@ -120,6 +120,16 @@ def timed_in_passes(measures: dict[Any, Measure], times: int) -> dict[Any, dict[
     return {key: fastest(r) for key, r in runs.items()}
 
 
+def _final_timing(model: torch.nn.Module, spec: dict[str, Any], key: str, profile: Any, budget: int) -> Measure:
+    """One full-budget timing of ``model``, afresh (a cached record can be one taken in a slow spell),
+    with the per-kernel breakdown (report: where the time goes) and the model's prediction."""
+    from hwssl.latency.record import measure_with_model
+
+    example = torch.zeros(profile.batch, *spec["input"])
+    return lambda: measure_with_model(model, example, profile, spec=spec, arch_key=key, tune=True,
+                                      trials_per_task=budget, per_layer=True, source="final", reuse_timings=False)
+
+
 def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Sequence[int] = (),
                      accuracies: Sequence[str] = ("accuracy",)) -> tuple[list[int], list[int]]:
     """The profile's current Pareto set (the union of the fronts on each of ``accuracies``) and its
@@ -145,8 +155,6 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
     it, then never mix the cheap and the full fidelity. ``accuracies``: the fronts kept at one fidelity
     (``("accuracy", "accuracy_test")`` for a comparison scored on test accuracy too). Returns
     {profile: [trial numbers re-timed]}."""
-    from hwssl.latency.record import measure_with_model
-
     done: dict[str, list[int]] = {}
     dense = None
     for profile in profiles:
@@ -156,18 +164,10 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
             continue
         if dense is None:
             dense = _dense_model(study)
-
-        def timing(model: torch.nn.Module, spec: dict[str, Any], key: str, profile: Any = profile,
-                   budget: int = budget) -> Measure:
-            # with the per-kernel breakdown (report: where the time goes) and the model's prediction;
-            # always timed afresh: a cached record can be one taken in a slow spell
-            example = torch.zeros(profile.batch, *spec["input"])
-            return lambda: measure_with_model(model, example, profile, spec=spec, arch_key=key, tune=True,
-                                              trials_per_task=budget, per_layer=True, source="final",
-                                              reuse_timings=False)
-
-        measures: dict[int | None, Measure] = {None: timing(dense, dense.spec, arch_key(dense.spec))}
+        measures: dict[int | None, Measure] = {None: _final_timing(dense, dense.spec, arch_key(dense.spec),
+                                                                   profile, budget)}
         say(f"[retime] {profile.name}: dense baseline with {budget} trials per task")
+        database = str(profile.database_dir())  # recorded with each final timing (see _needs_retiming)
         retimed: list[int] = []
         rounds = 0
         while pending or None in measures:
@@ -181,11 +181,12 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                 say(f"[retime] {profile.name}: trial {number}{' (int8)' if int8 else ''} with {budget} trials per task")
                 if int8:
                     latency = _int8_latency(study, _candidate_model(record), record, profile, budget)
-                    store_final(study, number, profile.name, dict(latency, database=str(profile.database_dir())))
+                    store_final(study, number, profile.name, dict(latency, database=database))
                 else:
-                    measures[number] = timing(_candidate_model(record), record.extra["arch"], record.extra["arch_key"])
+                    measures[number] = _final_timing(_candidate_model(record), record.extra["arch"],
+                                                     record.extra["arch_key"], profile, budget)
             for number, latency in timed_in_passes(measures, profile.timing.final_timings).items():
-                store_final(study, number, profile.name, dict(latency, database=str(profile.database_dir())))
+                store_final(study, number, profile.name, dict(latency, database=database))
             retimed += pending
             measures = {}
             front, pending = _front_to_retime(study, profile, budget, retimed, accuracies)
