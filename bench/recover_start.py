@@ -9,7 +9,8 @@ the harness every method shares (:func:`hwssl.evaluate.finish_candidate`):
 
 * ``snapshot`` -- from the snapshot's weights (what hwssl does);
 * ``dense``    -- from the dense checkpoint with the snapshot's zero pattern (every weight the
-  snapshot holds at exactly 0 set to 0, so compaction removes the same groups).
+  snapshot holds at exactly 0 set to 0, so compaction removes the same groups): what
+  ``ssl.recover_from = "dense"`` does.
 
 It prints both accuracies per snapshot and their means. No timing: the paths are priced with
 MACs (``ssl.oracle = "macs"``), so it runs anywhere, in about 7 minutes for LeNet on 2 cores.
@@ -50,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default="0.65,0.5,0.35,0.2", help="path targets, fractions of the dense MACs")
     args = p.parse_args(argv)
 
-    import torch
-
     from hwssl.budget.cost import MAC_ORACLE
     from hwssl.budget.path import ssl_path
     from hwssl.config import load_search_space
@@ -67,16 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         run = ssl_path(start, targets, mix, predict=MAC_ORACLE.predict, weigh=MAC_ORACLE.weigh)
         for snap in run.snapshots:
             row, arch = {}, ""
-            for variant in ("snapshot", "dense"):
+            for variant, recover_from in (("snapshot", "ssl"), ("dense", "dense")):
                 model = start.dense_model()
-                if variant == "snapshot":
-                    model.load_state_dict(snap.state)
-                else:
-                    with torch.no_grad():
-                        for name, param in model.named_parameters():
-                            param[snap.state[name] == 0] = 0
-                result = finish_candidate(start, model, method="ssl", params={},
-                                          sparsify=replace(run.phase, steps=snap.step))
+                model.load_state_dict(snap.state)
+                ssl = replace(space.ssl, recover_from=recover_from)   # hwssl's own ssl.recover_from
+                result = finish_candidate(replace(start, space=replace(space, ssl=ssl)), model, method="ssl",
+                                          params={}, sparsify=replace(run.phase, steps=snap.step))
                 row[variant] = (result["accuracy"], result["accuracy_test"])
                 arch = "/".join(str(v["filters"]) for v in result["layers"].values() if "filters" in v)
             rows.append(row)

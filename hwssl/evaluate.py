@@ -189,6 +189,22 @@ def unused_ssl_epochs(start: DenseStart, sparsify: PhaseResult | None) -> int:
     return max(0, int(space.train.ssl_epochs - sparsify.steps / per_epoch))
 
 
+def recovery_start(start: DenseStart, sparse: nn.Module) -> nn.Module:
+    """What an SSL candidate's recovery fine-tunes (``ssl.recover_from``): ``sparse`` itself (the
+    paper), or the dense checkpoint with ``sparse``'s zero pattern (every parameter ``sparse`` holds
+    at exactly 0 set to 0). Group Lasso shrinks the groups it keeps as well as those it removes;
+    the dense start keeps SSL's choice of groups (the compacted architecture is the same) and
+    recovers from the weights the pruning baselines fine-tune from."""
+    if start.space.ssl.recover_from != "dense":
+        return sparse
+    model = start.dense_model()
+    zero = {name: p == 0 for name, p in sparse.named_parameters()}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param[zero[name]] = 0
+    return model
+
+
 def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, params: dict[str, Any],
                      sparsify: PhaseResult | None, profiles: Sequence[Any] = (),
                      measure: MeasureSettings = MeasureSettings(), save_dir: str | Path | None = None,
@@ -207,6 +223,8 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
     flops_dense, flops_dense_layers = count_macs(dense, spec["input"])
     stats = sparsity_stats(sparse)
     accuracy_sparse = accuracy(sparse, splits.val)
+    if method == "ssl":
+        sparse = recovery_start(start, sparse)
 
     tc = time.perf_counter()
     check = first_images(splits.val, 64)
@@ -244,7 +262,8 @@ def finish_candidate(start: DenseStart, sparse: nn.Module, *, method: str, param
                     "ssl": (sparsify.step_ms + sparsify.ssl_ms) if sparsify else None,
                     "dense_phase": ckpt["train"]["step_ms"]},
         "dense_cached": start.cached, "split": splits.split_note, "channel_round": channel_round,
-        "recover_epochs": recover_epochs, **({"recover_diverged": recover.record} if recover.record else {}),
+        "recover_epochs": recover_epochs, **({"recover_from": space.ssl.recover_from} if method == "ssl" else {}),
+        **({"recover_diverged": recover.record} if recover.record else {}),
         "arch_key": arch_key(compacted.spec), "arch": compacted.spec,
     }
     result.update(getattr(sparsify, "record", None) or {})  # hardware-aware SSL: budget, oracle, weights

@@ -69,6 +69,7 @@ def test_precision_search_and_quant_settings_from_file_and_set(tmp_path):
     ('[ssl]\nfilter_block = 0\n', "ssl.filter_block", 'expected an integer >= 1 or "channel_round"'),
     ('[ssl]\noracle = "flops"\n', "ssl.oracle", "expected one of ['macs', 'latency']"),
     ('[ssl]\nlatency_weighted = "yes"\n', "ssl.latency_weighted", "expected true or false"),
+    ('[ssl]\nrecover_from = "scratch"\n', "ssl.recover_from", "expected one of ['ssl', 'dense']"),
     ('[search]\nmode = "budget"\n', "search.budget.target", "needs a target range"),
     ('[search]\nmode = "budget"\n[search.budget]\ntarget = { low = 0.2, high = 0.5 }\n', "search.budget.mix",
      "needs at least one"),

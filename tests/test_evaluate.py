@@ -1,5 +1,6 @@
 """One candidate end to end on real (small) data."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from hwssl.compact import arch_key
 from hwssl.config import load_search_space
-from hwssl.evaluate import evaluate_candidate, prepare, sparsify_halving
+from hwssl.evaluate import evaluate_candidate, finish_candidate, prepare, recovery_start, ssl_sparsify, sparsify_halving
 from hwssl.methods import get_method
 from hwssl.models import build_model
 from hwssl.record import SCHEMA_VERSION, TrialRecord
@@ -38,6 +39,33 @@ def test_evaluate_returns_every_field_and_reuses_the_dense_checkpoint(tiny_space
     assert second["dense_cached"] is True and second["wall_s"]["dense"] == 0
     assert second["accuracy_dense"] == first["accuracy_dense"]
     assert second["flops"] == second["flops_dense"]
+
+
+def test_recovery_from_dense_keeps_the_ssl_architecture_and_starts_from_the_dense_weights(tiny_space_file):
+    space = load_search_space(tiny_space_file, ["ssl.recover_from=dense"])
+    start = prepare(space)
+    sparse, phase = ssl_sparsify(start, dict(space.strengths))
+    dense = start.dense_model()
+    begin = recovery_start(start, sparse)
+    removed = 0
+    for (name, p), s, d in zip(begin.named_parameters(), sparse.parameters(), dense.parameters()):
+        assert torch.equal(p[s == 0], torch.zeros_like(p[s == 0])), name     # SSL's zero pattern ...
+        assert torch.equal(p[s != 0], d[s != 0]), name                       # ... on the dense weights
+        removed += int((s == 0).sum())
+    assert removed > 0
+    from_dense = finish_candidate(start, sparse, method="ssl", params={}, sparsify=phase)
+    paper = dataclasses.replace(start, space=dataclasses.replace(
+        space, ssl=dataclasses.replace(space.ssl, recover_from="ssl")))
+    assert recovery_start(paper, sparse) is sparse
+    from_ssl = finish_candidate(paper, sparse, method="ssl", params={}, sparsify=phase)
+    assert from_dense["recover_from"] == "dense" and from_ssl["recover_from"] == "ssl"
+    assert from_dense["arch_key"] == from_ssl["arch_key"] and from_dense["flops"] < from_dense["flops_dense"]
+    assert from_dense["accuracy_sparse"] == from_ssl["accuracy_sparse"]   # the SSL net's, before recovery
+    assert from_dense["max_abs_diff_compacted"] <= 1e-5
+    # the baselines already fine-tune from dense weights: the setting is SSL's alone
+    l1_sparse, l1_phase, _ = get_method("l1").sparsify(start, {"ratio": 0.5}, None)
+    assert "recover_from" not in finish_candidate(start, l1_sparse, method="l1", params={"ratio": 0.5},
+                                                  sparsify=l1_phase)
 
 
 @pytest.mark.parametrize("method,params", [("ssl", {"filter.conv2": 0.5}), ("l1", {"ratio": 0.5}),

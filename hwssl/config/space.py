@@ -57,6 +57,8 @@ the search-space file first, then in the current folder.
                                      #   whole epochs to recovery (the baselines' total epochs)
     filter_bn = false                # a filter group of a conv followed by BatchNorm also holds that
                                      #   channel's BatchNorm scale and shift (else BatchNorm hides the shrinking)
+    recover_from = "ssl"             # ssl: recovery fine-tunes the SSL weights (the paper); dense: the dense
+                                     #   checkpoint's weights with the SSL net's zero pattern (same architecture)
 
     [compact]
     min_shape_sparsity = 0.25
@@ -105,6 +107,7 @@ from hwssl.config._reader import ConfigError, TableReader, load_toml
 from hwssl.config.fields import ORACLE_NAMES, StrengthRange, beside, filter_block, image_size, oracles, strength_range  # noqa: F401
 
 MODES = ("proximal", "subgradient")
+RECOVERY_STARTS = ("ssl", "dense")   # what an SSL candidate's recovery fine-tunes (ssl.recover_from)
 SEARCH_MODES = ("strengths", "budget", "path")
 SAMPLERS = ("nsga2", "tpe", "random")
 PRECISIONS = ("fp32", "int8")
@@ -160,6 +163,7 @@ class SSLConfig:
     weight_every: int = 100
     recover_unused: bool = False
     filter_bn: bool = False
+    recover_from: str = "ssl"        # one of RECOVERY_STARTS
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ def parse_search_space(raw: dict[str, Any], path: str | Path) -> SearchSpace:
                     s.number("target", 0.0, minimum=0, maximum=1), filter_block(s),
                     s.string("oracle", "macs", choices=oracles()), s.integer("check_every", 5, minimum=1),
                     s.integer("weight_every", 100, minimum=1), s.boolean("recover_unused", False),
-                    s.boolean("filter_bn", False))
+                    s.boolean("filter_bn", False), s.string("recover_from", "ssl", choices=RECOVERY_STARTS))
     if ssl.target >= 1:
         raise s.error("target", f"expected a fraction of the dense cost in (0, 1) (0 = off), got {ssl.target}")
     s.finish()
