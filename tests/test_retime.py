@@ -77,8 +77,9 @@ def test_retime_of_a_study_without_profiles_says_so(tmp_path, capsys):
 
 
 def _planted_study(journal_study, name: str, plants):
-    """A copy of the journal study's first and last real trials, with planted cheap TVM timings and
-    accuracies: ``plants`` = ((tvm ms, val accuracy delta, test accuracy delta), ...) for A and B."""
+    """A copy of the journal study's first and last real trials, with planted cheap TVM timings,
+    accuracies and MACs: ``plants`` = ((tvm ms, val accuracy delta, test accuracy delta[, MACs]), ...)
+    for A and B. Unless planted, B has more MACs than A, so only the timings decide B's place."""
     import copy
 
     import optuna
@@ -90,8 +91,9 @@ def _planted_study(journal_study, name: str, plants):
     for key, value in source.user_attrs.items():
         if not key.startswith("final_latency"):
             target.set_user_attr(key, value)
-    for trial, (tvm, acc_delta, test_delta) in zip((a, b), plants):
+    for n, (trial, (tvm, acc_delta, test_delta, *macs)) in enumerate(zip((a, b), plants)):
         result = copy.deepcopy(trial.user_attrs["result"])
+        result["flops"] = macs[0] if macs else 1000 * (n + 1)
         result["accuracy"] = a.user_attrs["result"]["accuracy"] + acc_delta
         result["accuracy_test"] = a.user_attrs["result"]["accuracy_test"] + test_delta
         result["latency_ms"]["cpu_test"]["tvm"] = tvm
@@ -125,6 +127,23 @@ def test_retime_iterates_until_the_front_holds_final_timings_only(journal_study)
     front = [int(n) for n in pareto_frame(target, "cpu_test")["trial"]]
     assert front and all(records[n].is_final("cpu_test") for n in front)
     assert records[1].latency("cpu_test").tvm > 1e-3   # a real, fully tuned timing replaced the planted one
+
+
+def test_a_network_with_fewer_macs_hidden_by_its_cheap_timing_is_retimed_in_the_first_round(journal_study):
+    """B is dominated by A's cheap timing but has fewer MACs: cheap tuning's luck could be what
+    hides it, so it is re-timed with A in the first round (the front against MACs is held at full
+    fidelity too), not only if A's re-timing happens to expose it."""
+    from hwssl.config.profile import load_profile
+    from hwssl.retime import retime_pareto
+
+    study = _planted_study(journal_study, "planted-macs", ((1e-6, 0.0, 0.0, 2000), (1e-5, -0.01, 0.0, 1000)))
+    assert [int(n) for n in pareto_frame(study, "cpu_test")["trial"]] == [0]
+    assert [int(n) for n in pareto_frame(study, None)["trial"]] == [1, 0]
+    lines: list[str] = []
+    assert retime_pareto(study, [load_profile(journal_study["profile"])], trials_per_task=1,
+                         say=lines.append)["cpu_test"] == [0, 1]
+    assert not any("round 2" in line for line in lines), lines
+    assert all(t.record.is_final("cpu_test") for t in trial_records(study))
 
 
 def test_retime_on_test_accuracy_too_retimes_the_test_front(journal_study):
