@@ -32,7 +32,9 @@ tuning's luck moved the same kernel by 30-40 % between methods (LeNet's 4/8-filt
 0.0093, 0.0121 and 0.0130 ms; the dense net at 0.060-0.084 ms), which the comparison then read as
 a difference between the methods. ``--fresh`` keeps that database: it is the measuring instrument
 every stored front was re-timed with (delete the directory to tune it again). ``--retime-only``
-re-times the studies already in ``--storage`` that way (no new candidates) and summarises them.
+re-times the studies already in ``--storage`` that way (no new candidates) and summarises them;
+with ``--again`` every front member is timed afresh, so all methods are timed in one session (this
+machine's speed drifts over hours, and a front re-timed yesterday would meet today's dense time).
 
 Each method is its own study (``<prefix>-<space>[-<profile>]-<method>``) in ``--storage``,
 in the same format as ``hwssl search --method ...`` writes; running the command again
@@ -124,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--retime-only", action="store_true",
                    help="no new candidates: re-time the fronts of the studies in --storage (see --final-tuning), "
                         "then summarise")
+    p.add_argument("--again", action="store_true",
+                   help="time every front member afresh when re-timing, final timings included (with "
+                        "--retime-only: every method's networks timed in the same session)")
     p.add_argument("--no-retime", action="store_true",
                    help="keep the search's cheap timings (no full re-timing of the fronts)")
     p.add_argument("--storage", default=f"sqlite:///{(Path.cwd() / 'reports' / 'compare.db')}")
@@ -223,7 +228,7 @@ def retime_fronts(args: argparse.Namespace, study: optuna.Study, profiles: list[
 
     t0 = time.perf_counter()
     say = (lambda _m: None) if args.quiet else (lambda m: print(f"[{method}] {m}", flush=True))
-    retime_pareto(study, profiles, say=say, accuracies=("accuracy", "accuracy_test"))
+    retime_pareto(study, profiles, say=say, accuracies=("accuracy", "accuracy_test"), again=args.again)
     return time.perf_counter() - t0
 
 

@@ -161,10 +161,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retime(study, profiles, trials_per_task) -> None:
+def _retime(study, profiles, trials_per_task, again: bool = False) -> None:
     from hwssl.retime import retime_pareto
     retime_pareto(study, profiles, trials_per_task=trials_per_task,
-                  say=lambda line: print(line, file=sys.stderr))
+                  say=lambda line: print(line, file=sys.stderr), again=again)
 
 
 def cmd_retime(args: argparse.Namespace) -> int:
@@ -176,7 +176,7 @@ def cmd_retime(args: argparse.Namespace) -> int:
     if not paths:
         print("error: the study has no hardware profile to re-time on", file=sys.stderr)
         return 2
-    _retime(study, _load_profiles(paths), args.trials_per_task)
+    _retime(study, _load_profiles(paths), args.trials_per_task, again=args.again)
     print(f"re-timed the Pareto-optimal trials of {args.study!r}; rebuild the report with `hwssl report`")
     return 0
 
@@ -392,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="append", default=[], metavar="FILE",
                    help="profiles to re-time on (default: the study's)")
     p.add_argument("--trials-per-task", type=int, help="default: each profile's full_trials_per_task")
+    p.add_argument("--again", action="store_true",
+                   help="also time afresh the trials that already hold a final timing (all in the same minutes)")
     _add_verbose(p)
     p.set_defaults(func=cmd_retime)
 

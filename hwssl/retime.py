@@ -131,16 +131,16 @@ def _final_timing(model: torch.nn.Module, spec: dict[str, Any], key: str, profil
 
 
 def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Sequence[int] = (),
-                     accuracies: Sequence[str] = ("accuracy",)) -> tuple[list[int], list[int]]:
+                     accuracies: Sequence[str] = ("accuracy",), again: bool = False) -> tuple[list[int], list[int]]:
     """The trials to hold at full fidelity -- the profile's current Pareto set (the union of the
     fronts on each of ``accuracies``) and the Pareto set against MACs -- and those of them that
     still carry a cheap (or other-budget) timing; a trial re-timed in this call (``retimed``) is
-    never re-timed again, so the loop ends.
+    never re-timed again, so the loop ends. ``again``: members with a final timing are re-timed too.
 
     Why MACs too: a cheap timing can hide a fast network behind tuning luck, and a trial dominated
     by cheap timings is never re-timed, so it could not show that. LeNet's 4/4-filter net timed
-    0.0184 ms with 4 MetaSchedule trials per kernel, 0.0071 ms fully tuned, and stayed off a front
-    whose nearest final point ran in 0.0112 ms. MACs carry no tuning luck, so the networks that
+    0.0184 ms with 4 MetaSchedule trials per kernel and stayed off a front
+    whose nearest final point ran in 0.0112 ms; fully tuned it ran in 0.0090 ms. MACs carry no tuning luck, so the networks that
     are Pareto-optimal against them are re-timed as well (a few more per front)."""
     records = {t.number: t.record for t in trial_records(study) if t.record is not None}
     numbers: list[int] = []
@@ -148,12 +148,13 @@ def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Se
         for cost in (profile.name, None):   # None: against MACs
             front = pareto_frame(study, cost, accuracy)
             numbers += [] if front.empty else [int(n) for n in front["trial"] if int(n) not in numbers]
-    return numbers, [n for n in numbers if n not in retimed and _needs_retiming(records[n], profile, budget)]
+    return numbers, [n for n in numbers
+                     if n not in retimed and (again or _needs_retiming(records[n], profile, budget))]
 
 
 def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_task: int | None = None,
-                  say: Callable[[str], None] = print, accuracies: Sequence[str] = ("accuracy",)
-                  ) -> dict[str, list[int]]:
+                  say: Callable[[str], None] = print, accuracies: Sequence[str] = ("accuracy",),
+                  again: bool = False) -> dict[str, list[int]]:
     """Fully tune and re-time each profile's Pareto-optimal trials (against latency and against MACs,
     see :func:`_front_to_retime`) and the dense net, until the front holds final timings only.
 
@@ -161,13 +162,16 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
     once its neighbours are re-timed: the front is recomputed after each round and its new members
     are re-timed too, until the Pareto set no longer changes. A front, and the speed-ups computed on
     it, then never mix the cheap and the full fidelity. ``accuracies``: the fronts kept at one fidelity
-    (``("accuracy", "accuracy_test")`` for a comparison scored on test accuracy too). Returns
-    {profile: [trial numbers re-timed]}."""
+    (``("accuracy", "accuracy_test")`` for a comparison scored on test accuracy too). ``again``:
+    trials that already hold a final timing are timed afresh too, so that every network of the
+    front is timed in the same minutes as the dense net (this machine's speed drifts over hours:
+    LeNet's 4/4-filter net re-timed at 0.0071 ms one evening and 0.0090 ms the next morning, the
+    same build). Returns {profile: [trial numbers re-timed]}."""
     done: dict[str, list[int]] = {}
     dense = None
     for profile in profiles:
         budget = trials_per_task or profile.tuning.full_trials_per_task
-        front, pending = _front_to_retime(study, profile, budget, accuracies=accuracies)
+        front, pending = _front_to_retime(study, profile, budget, accuracies=accuracies, again=again)
         if not front:
             continue
         if dense is None:
@@ -197,6 +201,6 @@ def retime_pareto(study: optuna.Study, profiles: Sequence[Any], *, trials_per_ta
                 store_final(study, number, profile.name, dict(latency, database=database))
             retimed += pending
             measures = {}
-            front, pending = _front_to_retime(study, profile, budget, retimed, accuracies)
+            front, pending = _front_to_retime(study, profile, budget, retimed, accuracies, again)
         done[profile.name] = retimed
     return done

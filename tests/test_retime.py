@@ -58,6 +58,14 @@ def test_search_retime_and_report_share_a_journal_storage(journal_study, capsys)
             assert record.latency("cpu_test") is record.cheap_latency("cpu_test") or \
                 record.latency("cpu_test").to_dict() == record.cheap_latency("cpu_test").to_dict()
 
+    # --again times the front afresh although it holds final timings (all in the same minutes)
+    samples = {n: after[n].latency("cpu_test").samples for n in front_after}
+    assert main(["retime", "--study", STUDY, "--storage", url, "--profile", str(journal_study["profile"]),
+                 "--trials-per-task", "1", "--again"]) == 0
+    again = {t.number: t.record for t in trial_records(load_study(STUDY, url))}
+    assert all(again[n].latency("cpu_test").samples != samples[n] for n in front_after)
+    after = again
+
     out = journal_study["root"] / "report"
     assert main(["report", "--study", STUDY, "--storage", url, "--out", str(out)]) == 0
     rows = {int(r["trial"]): r for r in csv.DictReader((out / "trials.csv").open())}
@@ -199,3 +207,8 @@ def test_a_front_retimed_in_another_tuning_database_is_retimed_in_this_one_and_o
     assert retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None)["cpu_test"] == []
     # every speed-up divides by the dense time: it is timed afresh each time, never taken from the cache
     assert study.user_attrs["final_latency_dense"]["cpu_test"]["tvm_samples_ms"] != dense_before
+    # again: the front members that hold final timings are timed afresh too (in the same minutes as the dense)
+    before = {n: study.user_attrs[f"final_latency:{n}"]["cpu_test"]["tvm_timings_ms"] for n in front}
+    assert sorted(retime_pareto(study, [shared], trials_per_task=1, say=lambda _m: None, again=True)["cpu_test"]) \
+        == sorted(set(front) | set(int(n) for n in pareto_frame(study, None)["trial"]))
+    assert all(study.user_attrs[f"final_latency:{n}"]["cpu_test"]["tvm_timings_ms"] != before[n] for n in front)
