@@ -139,9 +139,9 @@ def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Se
 
     Why MACs too: a cheap timing can hide a fast network behind tuning luck, and a trial dominated
     by cheap timings is never re-timed, so it could not show that. LeNet's 4/4-filter net timed
-    0.0184 ms with 4 MetaSchedule trials per kernel and stayed off a front
-    whose nearest final point ran in 0.0112 ms; fully tuned it ran in 0.0090 ms. MACs carry no tuning luck, so the networks that
-    are Pareto-optimal against them are re-timed as well (a few more per front)."""
+    0.0184 ms with 4 MetaSchedule trials per kernel and stayed off a front whose nearest final
+    point ran in 0.0112 ms; fully tuned it ran in 0.0090 ms. MACs carry no tuning luck, so the
+    networks that are Pareto-optimal against them are re-timed as well (a few more per front)."""
     records = {t.number: t.record for t in trial_records(study) if t.record is not None}
     numbers: list[int] = []
     for accuracy in accuracies:
