@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 import pandas as pd
@@ -123,16 +123,21 @@ def study_profiles(study: optuna.Study) -> list[str]:
     return [p["name"] for p in study.user_attrs.get("profiles", [])]
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, trials: Sequence[RecordedTrial] | None = None) -> pd.DataFrame:
+    """One row per trial (``trials``: the study's :func:`trial_records`, when already read)."""
     profiles = study_profiles(study)
-    return pd.DataFrame([trial_row(t, profiles) for t in trial_records(study)])
+    return pd.DataFrame([trial_row(t, profiles) for t in (trial_records(study) if trials is None else trials)])
 
 
 def pareto_frame(study: optuna.Study, profile: str | None = None, accuracy: str = "accuracy") -> pd.DataFrame:
     """Complete trials that are Pareto-optimal in validation accuracy (or the ``accuracy`` column
     given, e.g. ``accuracy_test``) vs latency on ``profile`` (vs MACs when the study has no
     profile), sorted by cost."""
-    frame = trials_frame(study)
+    return pareto_rows(trials_frame(study), profile, accuracy)
+
+
+def pareto_rows(frame: pd.DataFrame, profile: str | None = None, accuracy: str = "accuracy") -> pd.DataFrame:
+    """:func:`pareto_frame` of a :func:`trials_frame` already built (several fronts, one read)."""
     if frame.empty:
         return frame
     done = frame[frame["state"] == TrialState.COMPLETE.name].reset_index(drop=True)

@@ -20,7 +20,7 @@ import torch
 from hwssl.compact import arch_key, load_compacted
 from hwssl.models import build_model
 from hwssl.record import INT8_TORCH_NOTE, Latency, TrialRecord
-from hwssl.results import pareto_frame, store_final, trial_records
+from hwssl.results import pareto_rows, store_final, trial_records, trials_frame
 
 
 def _candidate_model(record: TrialRecord) -> torch.nn.Module:
@@ -142,11 +142,13 @@ def _front_to_retime(study: optuna.Study, profile: Any, budget: int, retimed: Se
     0.0184 ms with 4 MetaSchedule trials per kernel and stayed off a front whose nearest final
     point ran in 0.0112 ms; fully tuned it ran in 0.0090 ms. MACs carry no tuning luck, so the
     networks that are Pareto-optimal against them are re-timed as well (a few more per front)."""
-    records = {t.number: t.record for t in trial_records(study) if t.record is not None}
+    trials = trial_records(study)   # read once for every front below
+    records = {t.number: t.record for t in trials if t.record is not None}
+    frame = trials_frame(study, trials)
     numbers: list[int] = []
     for accuracy in accuracies:
         for cost in (profile.name, None):   # None: against MACs
-            front = pareto_frame(study, cost, accuracy)
+            front = pareto_rows(frame, cost, accuracy)
             numbers += [] if front.empty else [int(n) for n in front["trial"] if int(n) not in numbers]
     return numbers, [n for n in numbers
                      if n not in retimed and (again or _needs_retiming(records[n], profile, budget))]
